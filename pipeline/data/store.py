@@ -1,0 +1,45 @@
+"""Save and load a :class:`Domain` as one safetensors file plus a JSON data card."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from safetensors.numpy import load_file, save_file
+
+from pipeline.data.domain import Domain, Split
+from pipeline.errors import GraftlabError
+
+ARRAYS, CARD = "arrays.safetensors", "card.json"
+
+
+def save_domain(domain: Domain, folder: Path) -> dict:
+    """Write ``arrays.safetensors`` and ``card.json`` into ``folder``; return the card."""
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors = {}
+    for name, split in domain.splits.items():
+        tensors[f"{name}.x"] = np.ascontiguousarray(split.x)
+        tensors[f"{name}.y"] = np.ascontiguousarray(split.y)
+    save_file(tensors, str(folder / ARRAYS))
+    card = domain.card()
+    (folder / CARD).write_text(json.dumps(card, indent=2) + "\n")
+    return card
+
+
+def load_domain(folder: Path) -> Domain:
+    """Read a domain written by :func:`save_domain` and check it against its card's digests."""
+    try:
+        card = json.loads((folder / CARD).read_text())
+        tensors = load_file(str(folder / ARRAYS))
+    except (OSError, ValueError) as err:
+        raise GraftlabError(
+            f"cannot read prepared data in {folder} ({err}); run the prepare stage first"
+        ) from err
+    splits = {
+        name: Split(tensors[f"{name}.x"], tensors[f"{name}.y"]) for name in card["splits"]
+    }
+    domain = Domain(card["name"], tuple(card["classes"]), splits, card["recipe"])
+    if domain.card()["sha256"] != card["sha256"]:
+        raise GraftlabError(f"{folder / ARRAYS} does not match the digest in {folder / CARD}")
+    return domain

@@ -1,0 +1,37 @@
+"""Errors a user can act on: each names the config key or file, the bad value and what is allowed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class GraftlabError(Exception):
+    """Base class for errors caused by user input (config, data files, checkpoints)."""
+
+
+class ConfigError(GraftlabError):
+    """A config value is not allowed.
+
+    Args:
+        key: Dotted config key, e.g. ``transfer.freeze_groups``.
+        value: The value found.
+        allowed: What would have been accepted, in words or as a list of choices.
+    """
+
+    def __init__(self, key: str, value: object, allowed: str | Iterable[object]) -> None:
+        if not isinstance(allowed, str):
+            allowed = "one of " + ", ".join(repr(a) for a in allowed)
+        self.key, self.value, self.allowed = key, value, allowed
+        super().__init__(f"{key}={value!r} is not allowed; expected {allowed}")
+
+
+class CheckpointError(GraftlabError):
+    """A checkpoint or model file is missing, unreadable or does not fit the model."""
+
+    def __init__(self, path: object, problem: str) -> None:
+        self.path = path
+        super().__init__(f"{path}: {problem}")
+
+
+class TrainingError(GraftlabError):
+    """Training diverged (NaN/inf loss) or produced no usable model."""

@@ -1,0 +1,87 @@
+"""H-score.
+
+Bao, Li, Huang, Wang, Zheng and Tong, "An Information-Theoretic Approach to Transferability in
+Task Transfer Learning", ICIP 2019.
+
+For features ``f`` (n, D) and labels ``y`` the score is
+
+    H(f) = tr( cov(f)^+ cov(E[f | y]) )
+
+where ``cov(f)`` is the covariance of the centred features, ``E[f | y]`` replaces every sample by
+its class mean, and ``^+`` is the Moore-Penrose pseudo-inverse. Both covariances use the same
+``1/n`` normalisation, so the normalisation cancels. With centred class means ``mu_y`` and class
+frequencies ``p_y`` the between-class covariance is ``sum_y p_y mu_y mu_y^T``, hence
+
+    H(f) = sum_y p_y mu_y^T cov(f)^+ mu_y.
+
+Higher is better; the score is invariant to translating the features.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _check_inputs(features: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Validate :func:`h_score` inputs; return float64 features (n, D) and int64 labels (n,)."""
+    feats = np.asarray(features)
+    labs = np.asarray(labels)
+    if feats.ndim != 2 or feats.shape[0] == 0 or feats.shape[1] == 0:
+        raise ValueError(
+            f"features must be a non-empty 2-D array of shape (n, D), got shape {feats.shape}"
+        )
+    feats = feats.astype(np.float64)
+    if not np.all(np.isfinite(feats)):
+        raise ValueError("features must be finite (no NaN or inf)")
+    if labs.ndim != 1 or labs.shape[0] != feats.shape[0]:
+        raise ValueError(
+            "labels must be a 1-D array of the same length as features "
+            f"({feats.shape[0]}), got shape {labs.shape}"
+        )
+    if not np.issubdtype(labs.dtype, np.integer) or labs.min() < 0:
+        raise ValueError("labels must be non-negative integers (class indices)")
+    return feats, labs.astype(np.int64)
+
+
+def _pinv_rcond(n_samples: int, n_features: int) -> float:
+    """Relative cut-off for the pseudo-inverse of a covariance estimated from ``n_samples``.
+
+    Eigenvalues below ``rcond * max eigenvalue`` are treated as zero, the same default as
+    ``numpy.linalg.matrix_rank`` (``max(n, D) * machine epsilon``).
+
+    Args:
+        n_samples: Number of samples n.
+        n_features: Feature dimension D.
+
+    Returns:
+        The relative cut-off.
+    """
+    return max(n_samples, n_features) * float(np.finfo(np.float64).eps)
+
+
+def h_score(features: np.ndarray, labels: np.ndarray) -> float:
+    """Compute the H-score transferability score.
+
+    Args:
+        features: Features of the target samples, shape (n, D).
+        labels: Integer target labels, shape (n,).
+
+    Returns:
+        The H-score (>= 0, higher is better).
+
+    Raises:
+        ValueError: If features are not a finite 2-D array or labels are not non-negative
+            integers of the same length as features.
+    """
+    f, y = _check_inputs(features, labels)
+    n, D = f.shape
+    f = f - f.mean(axis=0)
+    _, y_idx, counts = np.unique(y, return_inverse=True, return_counts=True)
+    class_means = np.zeros((counts.shape[0], D))
+    np.add.at(class_means, y_idx, f)
+    class_means /= counts[:, None]  # (C, D), centred because f is centred
+    eigvals, eigvecs = np.linalg.eigh(f.T @ f / n)  # cov(f) = V diag(l) V^T
+    keep = eigvals > _pinv_rcond(n, D) * max(float(eigvals.max()), 0.0)
+    projected = class_means @ eigvecs[:, keep]  # (C, r)
+    weights = counts / n  # p_y
+    return float(np.sum(weights[:, None] * projected**2 / eigvals[keep]))

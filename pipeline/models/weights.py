@@ -1,0 +1,69 @@
+"""Reading and writing model weights without pickle: safetensors, or ``torch.load(weights_only)``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from pipeline.errors import CheckpointError
+
+
+def save_weights(model: nn.Module, path: Path, metadata: dict | None = None) -> None:
+    """Write ``model``'s state dict to a ``.safetensors`` file with JSON-able metadata."""
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    meta = {k: json.dumps(v) for k, v in (metadata or {}).items()}
+    save_file(state, str(path), metadata=meta)
+
+
+def read_metadata(path: Path) -> dict:
+    """The metadata stored by :func:`save_weights`."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except (OSError, SafetensorError) as err:
+        raise CheckpointError(path, f"not a readable safetensors file ({err})") from err
+    return {k: json.loads(v) for k, v in meta.items()}
+
+
+def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """Load a state dict from ``.safetensors`` or a torch file, never unpickling arbitrary code.
+
+    Lightning checkpoints (a dict with ``state_dict``) are unwrapped.
+    """
+    if not path.is_file():
+        raise CheckpointError(path, "file not found")
+    try:
+        if path.suffix == ".safetensors":
+            return load_file(str(path))
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, ValueError, SafetensorError, EOFError) as err:
+        raise CheckpointError(path, f"corrupt or unreadable checkpoint ({err})") from err
+    if isinstance(obj, dict) and "state_dict" in obj:
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(path, "does not hold a state dict of tensors")
+    return obj
+
+
+def load_into(model: nn.Module, state: dict[str, torch.Tensor], path: Path, prefix: str = "") -> None:
+    """Copy the tensors under ``prefix`` into ``model``, requiring matching names and shapes."""
+    own = model.state_dict()
+    wanted = {k: v for k, v in own.items() if k.startswith(prefix)}
+    missing = sorted(set(wanted) - set(state))
+    if missing:
+        raise CheckpointError(path, f"missing {len(missing)} tensors, e.g. {missing[:3]}; "
+                              "was it saved from a different model config?")
+    for key, ref in wanted.items():
+        if state[key].shape != ref.shape:
+            raise CheckpointError(
+                path, f"{key} has shape {tuple(state[key].shape)}, the model needs "
+                f"{tuple(ref.shape)} (different model config or number of classes?)"
+            )
+    model.load_state_dict({**own, **{k: state[k] for k in wanted}})

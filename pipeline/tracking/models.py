@@ -1,0 +1,57 @@
+"""MLflow LoggedModels that hold safetensors weights, loadable without pickle.
+
+``mlflow.pytorch.log_model`` defaults to the ``pt2`` export format, which cannot be fine-tuned, and
+its pickle format runs code on load. A LoggedModel whose artifacts are a safetensors file plus a
+JSON model spec can be fine-tuned and is safe to load.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+from torch import nn
+
+from pipeline.models.weights import save_weights
+
+WEIGHTS, SPEC = "weights.safetensors", "model.json"
+
+
+def log_weights_model(
+    name: str,
+    model: nn.Module,
+    spec: dict,
+    *,
+    params: dict[str, object] | None = None,
+    tags: dict[str, str] | None = None,
+) -> str:
+    """Log ``model`` as a READY LoggedModel of the active run; return its model id.
+
+    Args:
+        name: Model name shown in the MLflow UI.
+        model: The network; its state dict is stored as safetensors.
+        spec: What is needed to rebuild it (model config, classes, ...), stored as JSON and in the
+            safetensors metadata.
+        params: Model params (flattened config) shown on the model page.
+        tags: Model tags, e.g. ``graftlab.source_model_id`` for lineage.
+    """
+    import mlflow
+    from mlflow import MlflowClient
+
+    logged = mlflow.initialize_logged_model(
+        name=name,
+        model_type="graftlab.GroupedNet",
+        tags=tags or {},
+        params={k: str(v) for k, v in (params or {}).items()},
+    )
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            save_weights(model, Path(tmp) / WEIGHTS, metadata=spec)
+            (Path(tmp) / SPEC).write_text(json.dumps(spec, indent=2))
+            MlflowClient().log_model_artifacts(logged.model_id, tmp)
+    except BaseException:
+        mlflow.finalize_logged_model(logged.model_id, "FAILED")
+        raise
+    mlflow.finalize_logged_model(logged.model_id, "READY")
+    return logged.model_id

@@ -1,0 +1,69 @@
+"""Arms of a transfer experiment: how a target model is initialised, frozen and trained.
+
+An arm copies the first ``init_groups`` layer groups from the source model (the rest and the head
+start from a seeded random init), freezes the first ``settings.freeze_groups`` groups and trains.
+The five standard arms are settings of these two numbers (G = number of groups):
+
+=============  ===========  =============  =====================================================
+arm            init_groups  freeze_groups
+=============  ===========  =============  =====================================================
+scratch        0            0              no transfer (the baseline)
+linear_probe   G            G              features frozen, new head only
+freeze_k       G            k              Yosinski et al. 2014's frozen transfer, rest fine-tuned
+finetune       G            0              everything fine-tuned
+l2sp           G            0              fine-tuned with L2-SP (Li et al., ICML 2018)
+=============  ===========  =============  =====================================================
+
+Yosinski et al.'s layer-wise protocol is the same machinery with ``init_groups = k``:
+"AnB" freezes those k groups, "AnB+" fine-tunes everything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from pipeline.models.grouped import GroupedNet
+from pipeline.models.weights import load_into
+from pipeline.transfer.settings import FitSettings
+
+ModelFactory = Callable[[int], GroupedNet]
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One arm: a name, how many source groups it copies and how it trains."""
+
+    name: str
+    init_groups: int
+    settings: FitSettings
+
+    @property
+    def uses_source(self) -> bool:
+        return self.init_groups > 0
+
+
+def init_model(
+    factory: ModelFactory,
+    num_classes: int,
+    *,
+    seed: int,
+    source_state: dict[str, torch.Tensor] | None,
+    init_groups: int,
+    source_path: Path | str = "source weights",
+) -> GroupedNet:
+    """A fresh model for ``num_classes`` with its first ``init_groups`` groups from the source.
+
+    The random init depends on ``seed`` only, so two arms with the same seed share the init of
+    every part they do not copy from the source (paired comparison).
+    """
+    torch.manual_seed(seed)
+    model = factory(num_classes)
+    if init_groups and source_state is None:
+        raise ValueError("init_groups > 0 needs source weights")
+    for i in range(init_groups):
+        load_into(model, source_state, Path(source_path), prefix=f"groups.{i}.")
+    return model

@@ -1,0 +1,143 @@
+"""Train a grouped classifier with Lightning; return the best-epoch model and its history."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import lightning.pytorch as L
+import torch
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+
+from pipeline.data.batches import TensorBatches
+from pipeline.errors import TrainingError
+from pipeline.models.grouped import GroupedNet
+from pipeline.transfer.l2sp import L2SP
+from pipeline.transfer.module import ClassifierModule
+from pipeline.transfer.prefix_cache import PrefixCache
+from pipeline.transfer.settings import FitSettings
+
+Tensors = tuple[torch.Tensor, torch.Tensor]
+
+
+@dataclass
+class FitResult:
+    """Outcome of :func:`fit`.
+
+    Attributes:
+        model: The network with its best-epoch (highest validation accuracy) weights, in eval mode.
+        history: One dict per epoch: epoch, train/loss, train/acc, val/loss, val/acc, seconds.
+        best_epoch: Epoch (0-based) of the best validation accuracy.
+        best_val_acc: That accuracy.
+        seconds: Wall time of the whole fit.
+        cached_prefix: Whether training ran on cached frozen-prefix activations.
+    """
+
+    model: GroupedNet
+    history: list[dict] = field(default_factory=list)
+    best_epoch: int = -1
+    best_val_acc: float = float("nan")
+    seconds: float = 0.0
+    cached_prefix: bool = False
+
+
+class EpochHistory(Callback):
+    """Collects the epoch-level metrics and the elapsed wall time after every epoch."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict] = []
+        self.t0 = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, _: L.LightningModule) -> None:
+        row = {"epoch": trainer.current_epoch, "seconds": time.perf_counter() - self.t0}
+        row.update({k: float(v) for k, v in trainer.callback_metrics.items()})
+        self.rows.append(row)
+
+
+def device_of(accelerator: str) -> torch.device:
+    """The torch device Lightning will use for ``accelerator`` (single device)."""
+    if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def fit(
+    model: GroupedNet,
+    train: Tensors,
+    val: Tensors,
+    settings: FitSettings,
+    *,
+    trainer_kwargs: dict | None = None,
+    logger: object = False,
+    callbacks: Sequence[Callback] = (),
+    cache: PrefixCache | None = None,
+    cache_key: str | None = None,
+) -> FitResult:
+    """Train ``model`` on ``train``, validate every epoch on ``val``, keep the best epoch.
+
+    With frozen groups and no augmentation the frozen prefix is computed once (memoised in
+    ``cache`` under ``cache_key``, an id of the weights in the frozen groups) and only the rest of
+    the network is trained; the result is the same as training the whole network.
+
+    Args:
+        model: Network to train in place (already initialised).
+        train: (x, y) training tensors.
+        val: (x, y) validation tensors.
+        settings: Optimisation settings.
+        trainer_kwargs: Extra ``lightning.pytorch.Trainer`` arguments (accelerator, precision...).
+        logger: A Lightning logger (e.g. ``MLFlowLogger``) or False.
+        callbacks: Extra callbacks (e.g. an Optuna pruning callback).
+        cache: Prefix cache; None computes the prefix for this fit only.
+        cache_key: Identifies the frozen weights in ``cache``; None disables memoisation.
+    """
+    kwargs = {"accelerator": "cpu", "devices": 1, **(trainer_kwargs or {})}
+    device = device_of(kwargs["accelerator"])
+    model.to(device)
+    k = settings.freeze_groups
+    use_cache = k > 0 and settings.shift == 0
+    cache = cache or PrefixCache()
+    (xt, yt), (xv, yv) = ((x.to(device), y.to(device)) for x, y in (train, val))
+    if use_cache:
+        key = (lambda split: (cache_key, split)) if cache_key else (lambda split: None)
+        xt = cache.get(model, xt, k, key("train"))
+        xv = cache.get(model, xv, k, key("val"))
+    l2sp = L2SP(model, settings.l2sp_alpha, settings.l2sp_beta) if settings.l2sp_alpha else None
+    module = ClassifierModule(model, settings, start=k if use_cache else 0, l2sp=l2sp)
+    train_batches = TensorBatches(
+        xt, yt, settings.batch_size, shuffle=True, seed=settings.seed, shift=settings.shift
+    )
+    val_batches = TensorBatches(xv, yv, 1024)
+    history = EpochHistory()
+    with tempfile.TemporaryDirectory(prefix="graftlab-fit-") as tmp:
+        best = ModelCheckpoint(
+            dirpath=tmp, filename="best", monitor="val/acc", mode="max", save_weights_only=True
+        )
+        trainer = L.Trainer(
+            max_epochs=settings.epochs,
+            logger=logger,
+            callbacks=[best, history, *callbacks],
+            default_root_dir=tmp,
+            num_sanity_val_steps=0,
+            enable_model_summary=False,
+            log_every_n_steps=max(1, len(train_batches)),
+            **kwargs,
+        )
+        t0 = time.perf_counter()
+        trainer.fit(module, train_batches, val_batches)
+        seconds = time.perf_counter() - t0
+        if not best.best_model_path:
+            raise TrainingError("training finished without a single validated epoch")
+        state = torch.load(best.best_model_path, map_location=device, weights_only=True)
+    module.load_state_dict(state["state_dict"])
+    model.eval()
+    best_epoch = max(range(len(history.rows)), key=lambda i: history.rows[i]["val/acc"])
+    return FitResult(
+        model=model,
+        history=history.rows,
+        best_epoch=best_epoch,
+        best_val_acc=history.rows[best_epoch]["val/acc"],
+        seconds=seconds,
+        cached_prefix=use_cache,
+    )

@@ -1,0 +1,93 @@
+"""The LightningModule that trains a :class:`GroupedNet` from a given layer group onwards."""
+
+from __future__ import annotations
+
+import lightning.pytorch as L
+import torch
+import torch.nn.functional as F
+from torchmetrics.classification import MulticlassAccuracy
+
+from pipeline.errors import TrainingError
+from pipeline.models.grouped import GroupedNet
+from pipeline.transfer.freezing import freeze, keep_frozen_eval, param_groups
+from pipeline.transfer.l2sp import L2SP
+from pipeline.transfer.settings import FitSettings
+
+
+class ClassifierModule(L.LightningModule):
+    """Cross-entropy training of ``model`` with its first ``settings.freeze_groups`` groups frozen.
+
+    Args:
+        model: The network; frozen groups keep their BatchNorm statistics.
+        settings: Optimisation settings.
+        start: Index of the first group the inputs go through. 0 for images; k when the inputs
+            are cached activations of the frozen prefix (see :mod:`pipeline.transfer.prefix_cache`).
+        l2sp: Optional L2-SP penalty added to the loss.
+    """
+
+    def __init__(
+        self,
+        model: GroupedNet,
+        settings: FitSettings,
+        start: int = 0,
+        l2sp: L2SP | None = None,
+    ) -> None:
+        super().__init__()
+        self.model, self.settings, self.start, self.l2sp = model, settings, start, l2sp
+        self.frozen = settings.freeze_groups
+        freeze(model, self.frozen)
+        self.train_acc = MulticlassAccuracy(model.num_classes, average="micro")
+        self.val_acc = MulticlassAccuracy(model.num_classes, average="micro")
+        self._nonfinite = torch.zeros((), dtype=torch.long)
+
+    def train(self, mode: bool = True) -> ClassifierModule:
+        # Lightning calls .train() on the whole module at every epoch; frozen groups must stay in
+        # eval mode or their BatchNorm running statistics would drift to the target data.
+        super().train(mode)
+        if mode:
+            keep_frozen_eval(self.model, self.frozen)
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x, start=self.start)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], _: int) -> torch.Tensor:
+        x, y = batch
+        logits = self(x)
+        loss = F.cross_entropy(logits, y, label_smoothing=self.settings.label_smoothing)
+        if self.l2sp is not None:
+            loss = loss + self.l2sp(self.model)
+        # counted on-device and checked once per epoch: no host sync per step
+        self._nonfinite = self._nonfinite.to(loss.device) + (~torch.isfinite(loss)).long()
+        self.train_acc(logits.detach(), y)
+        self.log("train/loss", loss.detach(), on_step=False, on_epoch=True, batch_size=len(y))
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, batch_size=len(y))
+        return loss
+
+    def on_train_epoch_end(self) -> None:
+        if int(self._nonfinite):
+            raise TrainingError(
+                f"loss became NaN/inf in epoch {self.current_epoch}; lower the learning rates "
+                f"(transfer.head_lr={self.settings.head_lr}, "
+                f"transfer.backbone_lr={self.settings.backbone_lr})"
+            )
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], _: int) -> None:
+        x, y = batch
+        logits = self(x)
+        self.val_acc(logits, y)
+        self.log("val/loss", F.cross_entropy(logits, y), on_epoch=True, batch_size=len(y))
+        self.log("val/acc", self.val_acc, on_epoch=True, batch_size=len(y), prog_bar=True)
+
+    def configure_optimizers(self) -> dict:
+        s = self.settings
+        groups = param_groups(
+            self.model, self.frozen, head_lr=s.head_lr, backbone_lr=s.backbone_lr,
+            lr_decay=s.lr_decay, weight_decay=s.weight_decay,
+        )
+        if s.optimizer == "sgd":
+            opt = torch.optim.SGD(groups, momentum=0.9, nesterov=True)
+        else:
+            opt = torch.optim.AdamW(groups)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, s.epochs))
+        return {"optimizer": opt, "lr_scheduler": sched}

@@ -1,0 +1,71 @@
+"""Frozen-prefix caching: compute the frozen groups' output once and train only the rest.
+
+When groups 0..k-1 are frozen (no gradient, BatchNorm in eval mode) and inputs are not randomly
+augmented, their output is a fixed function of the input. Feeding the cached activations to
+groups k.. gives the same forward and backward pass as running the whole network, at the cost of
+the unfrozen part only. Activations are memoised per (source weights, k, split), so an Optuna
+study or a freeze-depth sweep computes each prefix once.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+
+from pipeline.models.grouped import GroupedNet
+
+
+@torch.inference_mode()
+def prefix_activations(
+    model: GroupedNet, x: torch.Tensor, k: int, batch_size: int = 1024
+) -> torch.Tensor:
+    """Output of groups 0..k-1 (in eval mode) on ``x``, batched; ``x`` itself when k == 0."""
+    if k == 0:
+        return x
+    was_training = [g.training for g in model.groups[:k]]
+    for g in model.groups[:k]:
+        g.eval()
+    out = torch.cat(
+        [model.forward_groups(x[i : i + batch_size], 0, k) for i in range(0, len(x), batch_size)]
+    )
+    for g, mode in zip(model.groups[:k], was_training, strict=True):
+        g.train(mode)
+    return out.clone()  # a normal tensor: inference tensors cannot be saved for backward
+
+
+class PrefixCache:
+    """Memo of prefix activations keyed by (weights id, k, split name), least recently used out.
+
+    Args:
+        max_items: Entries kept.
+    """
+
+    def __init__(self, max_items: int = 32) -> None:
+        self.max_items = max_items
+        self._store: OrderedDict[tuple, torch.Tensor] = OrderedDict()
+        self.hits = self.misses = 0
+
+    def get(
+        self, model: GroupedNet, x: torch.Tensor, k: int, key: tuple[str, str] | None
+    ) -> torch.Tensor:
+        """Activations of the first ``k`` groups on ``x``.
+
+        Args:
+            model: Network whose first k groups hold the weights identified by ``key[0]``.
+            x: Inputs.
+            k: Number of frozen groups.
+            key: (weights id, split name); None disables memoisation.
+        """
+        if key is None or k == 0:
+            return prefix_activations(model, x, k)
+        full = (*key, k)
+        if full in self._store:
+            self.hits += 1
+            self._store.move_to_end(full)
+            return self._store[full]
+        self.misses += 1
+        out = self._store[full] = prefix_activations(model, x, k)
+        if len(self._store) > self.max_items:
+            self._store.popitem(last=False)
+        return out

@@ -1,0 +1,158 @@
+"""What every stage entry point shares: params.yaml, CLI overrides, atomic outputs, MLflow setup.
+
+Stages read ``params.yaml`` (composed from ``conf/`` by ``dvc exp run`` or ``python -m
+stages.params``), never ``@hydra.main``: under DVC that would silently drop ``-S`` overrides.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import sys
+import tempfile
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from pipeline.errors import ConfigError, GraftlabError
+
+PARAMS = Path("params.yaml")
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+OUTPUTS = Path("outputs")
+
+
+def compose_conf(overrides: Sequence[str] = ()) -> dict:
+    """Compose ``conf/`` exactly as DVC's Hydra integration does, resolved, as a plain dict."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(str(CONF_DIR), version_base=None):
+        cfg = compose(config_name="config", overrides=list(overrides))
+    OmegaConf.resolve(cfg)
+    return OmegaConf.to_container(cfg)
+
+
+def apply_overrides(cfg: DictConfig, overrides: Sequence[str]) -> DictConfig:
+    """Apply Hydra-syntax overrides (``a.b=1``, ``+new=2``, ``~gone``) to a copy of ``cfg``.
+
+    Keys must exist unless prefixed with ``+``, as in Hydra; an unknown key raises
+    :class:`ConfigError`.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    cfg = cfg.copy()
+    try:
+        parsed = OverridesParser.create().parse_overrides(list(overrides))
+    except OverrideParseException as err:
+        raise ConfigError("override", " ".join(overrides), f"Hydra override syntax ({err})") from err
+    for o in parsed:
+        key = o.key_or_group
+        exists = OmegaConf.select(cfg, key, default="__missing__") != "__missing__"
+        if o.is_delete():
+            parent, _, leaf = key.rpartition(".")
+            node = OmegaConf.select(cfg, parent) if parent else cfg
+            if not exists:
+                raise ConfigError(key, "~", "an existing key to delete")
+            del node[leaf]
+            continue
+        if not exists and not (o.is_add() or o.is_force_add()):
+            raise ConfigError(key, o.value(), "an existing config key (prefix with + to add one)")
+        OmegaConf.update(cfg, key, o.value(), merge=False, force_add=True)
+    return cfg
+
+
+def load_config(overrides: Sequence[str] = (), params: Path = PARAMS) -> DictConfig:
+    """``params.yaml`` with command-line overrides applied."""
+    if not params.is_file():
+        raise GraftlabError(f"{params} not found; run from the repository root")
+    return apply_overrides(OmegaConf.load(params), overrides)
+
+
+def section(cfg: DictConfig, key: str) -> dict:
+    """A config section as a plain dict."""
+    return OmegaConf.to_container(OmegaConf.select(cfg, key), resolve=True)
+
+
+@contextmanager
+def stage_output(stage: str, outputs: Path = OUTPUTS) -> Iterator[Path]:
+    """Yield an empty temp folder; on success it replaces ``outputs/<stage>`` in one rename.
+
+    On any error the temp folder is removed and the previous outputs (if any) stay untouched, so a
+    crash never leaves a half-written stage output.
+    """
+    outputs.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{stage}-", dir=outputs))
+    tmp.chmod(0o755)
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    final, old = outputs / stage, outputs / f".{stage}.old"
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        final.rename(old)
+    tmp.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def write_json(path: Path, obj: object) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise GraftlabError(f"cannot read {path} ({err}); run the stage that writes it") from err
+
+
+def use_tracking(cfg: DictConfig) -> tuple[str, str]:
+    """Point MLflow at the repository's store; return (tracking URI, experiment id)."""
+    from pipeline.tracking.store import ARTIFACTS_NAME, repo_root, tracking_uri, use_store
+
+    root = repo_root(Path.cwd())
+    uri = tracking_uri(root)
+    return uri, use_store(uri, cfg.tracking.experiment, root / ARTIFACTS_NAME)
+
+
+def quiet_libraries() -> None:
+    """Keep the console readable: Lightning's per-Trainer banners and known-harmless warnings."""
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    for pattern in (r".*isinstance\(treespec, LeafSpec\).*", r".*module\(s\) in eval mode.*",
+                    r".*does not have many workers.*", r".*Trainer.fit. stopped.*"):
+        warnings.filterwarnings("ignore", message=pattern)
+
+
+def run_stage(stage: str, run: Callable[[DictConfig], dict], argv: Sequence[str] | None = None) -> None:
+    """Entry point shell: config from params.yaml + argv overrides, run, exit non-zero on errors.
+
+    User errors (bad config, missing/corrupt files, diverged training) print one clear line and
+    exit with status 2; the MLflow run, if one was started, is already marked FAILED.
+    """
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    quiet_libraries()
+    try:
+        cfg = load_config(sys.argv[1:] if argv is None else argv)
+        if cfg.trainer.get("threads"):
+            import torch
+
+            torch.set_num_threads(int(cfg.trainer.threads))
+        metrics = run(cfg)
+    except GraftlabError as err:
+        print(f"error in stage {stage}: {err}", file=sys.stderr)
+        sys.exit(2)
+    logging.getLogger(stage).info("%s done: %s", stage, json.dumps(_headline(metrics)))
+
+
+def _headline(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if not isinstance(v, dict | list)}
+
+
