@@ -1,4 +1,4 @@
-"""Errors a user can act on: each names the config key or file, the bad value and what is allowed."""
+"""User errors: each names the config key or file, the bad value and what is allowed."""
 
 from __future__ import annotations
 

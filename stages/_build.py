@@ -1,4 +1,4 @@
-"""Config sections -> pipeline objects (the only place that knows both params.yaml and pipeline/)."""
+"""Config sections -> pipeline objects: the one place that knows params.yaml and pipeline/."""
 
 from __future__ import annotations
 
@@ -25,15 +25,20 @@ def instantiate(cfg: DictConfig, key: str, **kwargs: object) -> object:
 
     node = OmegaConf.select(cfg, key)
     if node is None or "_target_" not in node:
-        raise ConfigError(key, node, "a config with a _target_ (pick an option of conf/" +
-                          key.replace(".", "/") + ")")
+        raise ConfigError(
+            key,
+            node,
+            "a config with a _target_ (pick an option of conf/" + key.replace(".", "/") + ")",
+        )
     try:
         return hydra_instantiate(node, _convert_="all", **kwargs)
     except InstantiationException as err:
         cause = err.__cause__
         if isinstance(cause, ConfigError):
             raise cause from None
-        raise ConfigError(f"{key}._target_", node._target_, f"an importable callable ({err})") from err
+        raise ConfigError(
+            f"{key}._target_", node._target_, f"an importable callable ({err})"
+        ) from err
 
 
 def build_domain(cfg: DictConfig, which: str) -> Domain:
@@ -63,8 +68,14 @@ def trainer_kwargs(cfg: DictConfig, progress_bar: bool | None = None) -> dict:
 def pretrain_settings(cfg: DictConfig) -> FitSettings:
     p = cfg.pretrain
     return FitSettings(
-        epochs=p.epochs, batch_size=p.batch_size, head_lr=p.lr, backbone_lr=p.lr,
-        weight_decay=p.weight_decay, optimizer=p.optimizer, seed=cfg.seed, section="pretrain",
+        epochs=p.epochs,
+        batch_size=p.batch_size,
+        head_lr=p.lr,
+        backbone_lr=p.lr,
+        weight_decay=p.weight_decay,
+        optimizer=p.optimizer,
+        seed=cfg.seed,
+        section="pretrain",
     )
 
 
@@ -76,15 +87,23 @@ def arm(cfg: DictConfig, name: str, groups: int, seed: int) -> Arm:
     spec = OmegaConf.to_container(arms[name], resolve=True)
     unknown = set(spec) - ARM_KEYS
     if unknown:
-        raise ConfigError(f"transfer.arms.{name}.{sorted(unknown)[0]}", spec[sorted(unknown)[0]],
-                          sorted(ARM_KEYS))
-    shared = {k: v for k, v in OmegaConf.to_container(cfg.transfer, resolve=True).items()
-              if k in SHARED_KEYS}
+        raise ConfigError(
+            f"transfer.arms.{name}.{sorted(unknown)[0]}", spec[sorted(unknown)[0]], sorted(ARM_KEYS)
+        )
+    shared = {
+        k: v
+        for k, v in OmegaConf.to_container(cfg.transfer, resolve=True).items()
+        if k in SHARED_KEYS
+    }
     merged = {**shared, **{k: v for k, v in spec.items() if v is not None}}
-    init_groups = resolve_depth(merged.pop("init_groups", "all"), groups,
-                                f"transfer.arms.{name}.init_groups")
-    key = "transfer.freeze_groups" if "freeze_groups" not in spec else \
-        f"transfer.arms.{name}.freeze_groups"
+    init_groups = resolve_depth(
+        merged.pop("init_groups", "all"), groups, f"transfer.arms.{name}.init_groups"
+    )
+    key = (
+        "transfer.freeze_groups"
+        if "freeze_groups" not in spec
+        else f"transfer.arms.{name}.freeze_groups"
+    )
     merged["freeze_groups"] = resolve_depth(merged["freeze_groups"], groups, key)
     return Arm(name, init_groups, FitSettings(**merged, seed=seed))
 

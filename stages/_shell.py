@@ -48,7 +48,9 @@ def apply_overrides(cfg: DictConfig, overrides: Sequence[str]) -> DictConfig:
     try:
         parsed = OverridesParser.create().parse_overrides(list(overrides))
     except OverrideParseException as err:
-        raise ConfigError("override", " ".join(overrides), f"Hydra override syntax ({err})") from err
+        raise ConfigError(
+            "override", " ".join(overrides), f"Hydra override syntax ({err})"
+        ) from err
     for o in parsed:
         key = o.key_or_group
         exists = OmegaConf.select(cfg, key, default="__missing__") != "__missing__"
@@ -126,12 +128,18 @@ def quiet_libraries() -> None:
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
         logging.getLogger(name).setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    for pattern in (r".*isinstance\(treespec, LeafSpec\).*", r".*module\(s\) in eval mode.*",
-                    r".*does not have many workers.*", r".*Trainer.fit. stopped.*"):
+    for pattern in (
+        r".*isinstance\(treespec, LeafSpec\).*",
+        r".*module\(s\) in eval mode.*",
+        r".*does not have many workers.*",
+        r".*Trainer.fit. stopped.*",
+    ):
         warnings.filterwarnings("ignore", message=pattern)
 
 
-def run_stage(stage: str, run: Callable[[DictConfig], dict], argv: Sequence[str] | None = None) -> None:
+def run_stage(
+    stage: str, run: Callable[[DictConfig], dict], argv: Sequence[str] | None = None
+) -> None:
     """Entry point shell: config from params.yaml + argv overrides, run, exit non-zero on errors.
 
     User errors (bad config, missing/corrupt files, diverged training) print one clear line and
@@ -154,5 +162,3 @@ def run_stage(stage: str, run: Callable[[DictConfig], dict], argv: Sequence[str]
 
 def _headline(metrics: dict) -> dict:
     return {k: v for k, v in metrics.items() if not isinstance(v, dict | list)}
-
-

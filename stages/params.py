@@ -1,8 +1,8 @@
 """Recompose params.yaml from conf/ (what `dvc exp run` does), optionally with Hydra overrides.
 
-    python -m stages.params                      # after editing conf/
-    python -m stages.params model=resnet18       # write a variant (then `dvc repro`)
-    python -m stages.params --check              # exit 1 if params.yaml is stale
+python -m stages.params                      # after editing conf/
+python -m stages.params model=resnet18       # write a variant (then `dvc repro`)
+python -m stages.params --check              # exit 1 if params.yaml is stale
 """
 
 from __future__ import annotations
@@ -23,7 +23,9 @@ def main() -> None:
     if check:
         current = yaml.safe_load(PARAMS.read_text()) if PARAMS.exists() else None
         if current != composed:
-            print(f"{PARAMS} is out of date with conf/; run: python -m stages.params", file=sys.stderr)
+            print(
+                f"{PARAMS} is out of date with conf/; run: python -m stages.params", file=sys.stderr
+            )
             sys.exit(1)
         return
     PARAMS.write_text(text)

@@ -29,15 +29,18 @@ def run(cfg: DictConfig) -> dict:
     _, experiment_id = use_tracking(cfg)
     params = {"seed": cfg.seed, "data": OmegaConf.to_container(cfg.data, resolve=True)}
     with (
-        mlflow.start_run(run_name=STAGE, experiment_id=experiment_id, tags=stage_tags(STAGE, ".")) as r,
+        mlflow.start_run(
+            run_name=STAGE, experiment_id=experiment_id, tags=stage_tags(STAGE, ".")
+        ) as r,
         stage_output(STAGE) as out,
     ):
         mlflow.log_params(flatten(params))
         metrics = {}
         for role, domain in (("source", source), ("target", target)):
             card = save_domain(domain, out / role)
-            log_card_inputs(card, out / role / "arrays.safetensors",
-                            {s: f"{role}-{s}" for s in card["splits"]})
+            log_card_inputs(
+                card, out / role / "arrays.safetensors", {s: f"{role}-{s}" for s in card["splits"]}
+            )
             mlflow.log_dict(card, f"data_cards/{role}.json")
             mlflow.set_tag(f"graftlab.{role}_sha256", card["sha256"])
             write_json(out / role / "mlflow.json", {"run_id": r.info.run_id})

@@ -49,19 +49,29 @@ def run(cfg: DictConfig) -> dict:
     torch.manual_seed(cfg.seed)
     model = factory(source.num_classes)
     uri, experiment_id = use_tracking(cfg)
-    params = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("model", "pretrain", "trainer")}
-    tags = {**stage_tags(STAGE, "."), "graftlab.prepare_run_id": prepare["run_id"],
-            "graftlab.source_sha256": source.card()["sha256"]}
+    params = {
+        k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("model", "pretrain", "trainer")
+    }
+    tags = {
+        **stage_tags(STAGE, "."),
+        "graftlab.prepare_run_id": prepare["run_id"],
+        "graftlab.source_sha256": source.card()["sha256"],
+    }
     with (
         mlflow.start_run(run_name=STAGE, experiment_id=experiment_id, tags=tags) as r,
         stage_output(STAGE) as out,
     ):
         mlflow.log_params(flatten({"seed": cfg.seed, **params}))
         card = source.card()
-        log_card_inputs(card, data_dir / "arrays.safetensors", {"train": "training", "val": "validation"})
+        log_card_inputs(
+            card, data_dir / "arrays.safetensors", {"train": "training", "val": "validation"}
+        )
         mlflow.log_text(OmegaConf.to_yaml(cfg), "config.yaml")
         result = fit(
-            model, tensors(source.splits["train"]), tensors(source.splits["val"]), settings,
+            model,
+            tensors(source.splits["train"]),
+            tensors(source.splits["val"]),
+            settings,
             trainer_kwargs=trainer_kwargs(cfg),
             logger=run_logger(uri, cfg.tracking.experiment, r.info.run_id),
         )
@@ -78,7 +88,10 @@ def run(cfg: DictConfig) -> dict:
         save_weights(model, out / "model" / "weights.safetensors", metadata=spec)
         write_json(out / "model" / SPEC, spec)
         model_id = log_weights_model(
-            f"source-{source.name}", model, spec, params=flatten(params["model"]),
+            f"source-{source.name}",
+            model,
+            spec,
+            params=flatten(params["model"]),
             tags={"graftlab.role": "source", "graftlab.data_sha256": card["sha256"]},
         )
         metrics = {
@@ -87,10 +100,15 @@ def run(cfg: DictConfig) -> dict:
             "train_seconds": result.seconds,
         }
         mlflow.log_metrics({f"best/{k}": v for k, v in metrics.items()}, model_id=model_id)
-        write_json(out / "model" / "mlflow.json", {
-            "run_id": r.info.run_id, "model_id": model_id, "experiment_id": experiment_id,
-            "prepare_run_id": prepare["run_id"],
-        })
+        write_json(
+            out / "model" / "mlflow.json",
+            {
+                "run_id": r.info.run_id,
+                "model_id": model_id,
+                "experiment_id": experiment_id,
+                "prepare_run_id": prepare["run_id"],
+            },
+        )
         write_json(out / "metrics.json", metrics)
         write_history(out / "history.csv", result.history)
         print(f"pretrain run: {uri}  experiment {experiment_id}  run {r.info.run_id}")

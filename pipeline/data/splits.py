@@ -63,6 +63,8 @@ def label_budget(y: np.ndarray, labels_per_class: int, seed: int) -> np.ndarray:
             f"has {counts.min()} rows)",
         )
     rng = np.random.default_rng(seed)
-    picks = [rng.choice(np.flatnonzero(y == c), labels_per_class, replace=False) for c in
-             range(len(counts))]
+    picks = [
+        rng.choice(np.flatnonzero(y == c), labels_per_class, replace=False)
+        for c in range(len(counts))
+    ]
     return np.sort(np.concatenate(picks))

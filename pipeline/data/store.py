@@ -36,9 +36,7 @@ def load_domain(folder: Path) -> Domain:
         raise GraftlabError(
             f"cannot read prepared data in {folder} ({err}); run the prepare stage first"
         ) from err
-    splits = {
-        name: Split(tensors[f"{name}.x"], tensors[f"{name}.y"]) for name in card["splits"]
-    }
+    splits = {name: Split(tensors[f"{name}.x"], tensors[f"{name}.y"]) for name in card["splits"]}
     domain = Domain(card["name"], tuple(card["classes"]), splits, card["recipe"])
     if domain.card()["sha256"] != card["sha256"]:
         raise GraftlabError(f"{folder / ARRAYS} does not match the digest in {folder / CARD}")

@@ -72,7 +72,11 @@ def render_templates(fonts: Sequence[Path], stroke_widths: Sequence[int]) -> np.
 
 
 def _affine(
-    n: int, g: torch.Generator, max_rotation: float, scale: Sequence[float], max_shear: float,
+    n: int,
+    g: torch.Generator,
+    max_rotation: float,
+    scale: Sequence[float],
+    max_shear: float,
     max_translate: float,
 ) -> torch.Tensor:
     """Random 2x3 affine matrices for ``F.affine_grid`` (output -> input coordinates)."""
@@ -98,7 +102,7 @@ def _blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     offsets = torch.arange(-radius, radius + 1, dtype=x.dtype)
     k = torch.exp(-(offsets**2) / (2 * sigma.clamp_min(1e-3).view(-1, 1) ** 2))
     k = k / k.sum(dim=1, keepdim=True)  # (N, 2r+1); sigma ~0 gives a delta
-    n, _, h, w = x.shape
+    n = x.shape[0]
     x = F.pad(x, (radius, radius, radius, radius), mode="replicate")
     rows = x.unfold(3, 2 * radius + 1, 1)  # (N, 1, H+2r, W, 2r+1)
     x = (rows * k.view(n, 1, 1, 1, -1)).sum(-1)

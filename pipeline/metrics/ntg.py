@@ -16,12 +16,12 @@ summarised with a two-sided Student-t confidence interval over seeds:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
+
+from pipeline.metrics.intervals import mean_interval
 
 
 @dataclass(frozen=True)
@@ -95,18 +95,7 @@ def negative_transfer_gap(
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
 
     gaps = with_src - without_src
-    n = gaps.shape[0]
-    mean = float(gaps.mean())
-    if n == 1:
-        ci_low, ci_high = -math.inf, math.inf
-    else:
-        half_width = stats.t.ppf((1.0 + confidence) / 2.0, df=n - 1) * gaps.std(ddof=1)
-        half_width /= math.sqrt(n)
-        ci_low, ci_high = mean - half_width, mean + half_width
+    mean, ci_low, ci_high = mean_interval(gaps, confidence)
     return NTGResult(
-        gaps=tuple(float(g) for g in gaps),
-        mean=mean,
-        ci_low=float(ci_low),
-        ci_high=float(ci_high),
-        n=n,
+        gaps=tuple(float(g) for g in gaps), mean=mean, ci_low=ci_low, ci_high=ci_high, n=len(gaps)
     )

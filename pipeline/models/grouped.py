@@ -32,7 +32,9 @@ class GroupedNet(nn.Module):
     ) -> None:
         super().__init__()
         self.groups = nn.ModuleList(groups)
-        self.pool = pool if pool is not None else nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.pool = (
+            pool if pool is not None else nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        )
         self.feature_dim = feature_dim
         self.head = nn.Linear(feature_dim, num_classes)
 
@@ -44,14 +46,16 @@ class GroupedNet(nn.Module):
     def num_classes(self) -> int:
         return self.head.out_features
 
-    def forward_groups(self, x: torch.Tensor, start: int = 0, stop: int | None = None) -> torch.Tensor:
+    def forward_groups(
+        self, x: torch.Tensor, start: int = 0, stop: int | None = None
+    ) -> torch.Tensor:
         """Run groups ``start..stop-1`` on ``x`` (the output of group ``start-1``)."""
         for group in self.groups[start:stop]:
             x = group(x)
         return x
 
     def forward_features(self, x: torch.Tensor, start: int = 0) -> torch.Tensor:
-        """Pooled features (N, feature_dim); ``start`` > 0 means ``x`` is group ``start-1``'s output.
+        """Pooled features (N, feature_dim); for ``start`` > 0, ``x`` is group ``start-1``'s output.
 
         ``start == num_groups + 1`` means ``x`` already is the pooled feature vector.
         """

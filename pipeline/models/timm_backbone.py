@@ -77,8 +77,9 @@ def timm_backbone(
         missing, unexpected = model.load_state_dict(state, strict=False)
         if missing or [k for k in unexpected if not k.startswith(("fc.", "head.", "classifier."))]:
             raise ConfigError(
-                "model.weights", weights, f"a {arch} state dict (missing {missing[:3]}, "
-                f"unexpected {unexpected[:3]})"
+                "model.weights",
+                weights,
+                f"a {arch} state dict (missing {missing[:3]}, unexpected {unexpected[:3]})",
             )
     pieces = _cut(model, "", _param_groups(model))
     groups: list[list[nn.Module]] = []
@@ -96,8 +97,11 @@ def _check_sequential(model: nn.Module, net: GroupedNet, in_chans: int, arch: st
     net.eval()
     x = torch.randn(2, in_chans, 32, 32)
     with torch.no_grad():
-        same = torch.allclose(model.forward_head(model.forward_features(x), pre_logits=True),
-                              net.forward_features(x), atol=1e-5)
+        same = torch.allclose(
+            model.forward_head(model.forward_features(x), pre_logits=True),
+            net.forward_features(x),
+            atol=1e-5,
+        )
     if not same:
         raise ConfigError("model.arch", arch, "a timm CNN whose children run in sequence")
     net.train()

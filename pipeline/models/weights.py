@@ -1,4 +1,4 @@
-"""Reading and writing model weights without pickle: safetensors, or ``torch.load(weights_only)``."""
+"""Model weights without pickle: safetensors, or ``torch.load(weights_only=True)``."""
 
 from __future__ import annotations
 
@@ -52,18 +52,24 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return obj
 
 
-def load_into(model: nn.Module, state: dict[str, torch.Tensor], path: Path, prefix: str = "") -> None:
+def load_into(
+    model: nn.Module, state: dict[str, torch.Tensor], path: Path, prefix: str = ""
+) -> None:
     """Copy the tensors under ``prefix`` into ``model``, requiring matching names and shapes."""
     own = model.state_dict()
     wanted = {k: v for k, v in own.items() if k.startswith(prefix)}
     missing = sorted(set(wanted) - set(state))
     if missing:
-        raise CheckpointError(path, f"missing {len(missing)} tensors, e.g. {missing[:3]}; "
-                              "was it saved from a different model config?")
+        raise CheckpointError(
+            path,
+            f"missing {len(missing)} tensors, e.g. {missing[:3]}; "
+            "was it saved from a different model config?",
+        )
     for key, ref in wanted.items():
         if state[key].shape != ref.shape:
             raise CheckpointError(
-                path, f"{key} has shape {tuple(state[key].shape)}, the model needs "
-                f"{tuple(ref.shape)} (different model config or number of classes?)"
+                path,
+                f"{key} has shape {tuple(state[key].shape)}, the model needs "
+                f"{tuple(ref.shape)} (different model config or number of classes?)",
             )
     model.load_state_dict({**own, **{k: state[k] for k in wanted}})

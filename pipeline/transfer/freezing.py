@@ -18,8 +18,12 @@ def resolve_depth(value: int | str, num_groups: int, key: str) -> int:
     if value == "all":
         return num_groups
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= num_groups:
-        raise ConfigError(key, value, f"an integer in [0, {num_groups}] or 'all' "
-                          f"(the backbone has {num_groups} layer groups)")
+        raise ConfigError(
+            key,
+            value,
+            f"an integer in [0, {num_groups}] or 'all' "
+            f"(the backbone has {num_groups} layer groups)",
+        )
     return value
 
 
@@ -64,7 +68,11 @@ def param_groups(
         if i >= k
     ]
     groups.append(
-        {"name": "head", "params": list(model.head.parameters()), "lr": head_lr,
-         "weight_decay": weight_decay}
+        {
+            "name": "head",
+            "params": list(model.head.parameters()),
+            "lr": head_lr,
+            "weight_decay": weight_decay,
+        }
     )
     return groups

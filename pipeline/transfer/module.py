@@ -82,8 +82,12 @@ class ClassifierModule(L.LightningModule):
     def configure_optimizers(self) -> dict:
         s = self.settings
         groups = param_groups(
-            self.model, self.frozen, head_lr=s.head_lr, backbone_lr=s.backbone_lr,
-            lr_decay=s.lr_decay, weight_decay=s.weight_decay,
+            self.model,
+            self.frozen,
+            head_lr=s.head_lr,
+            backbone_lr=s.backbone_lr,
+            lr_decay=s.lr_decay,
+            weight_decay=s.weight_decay,
         )
         if s.optimizer == "sgd":
             opt = torch.optim.SGD(groups, momentum=0.9, nesterov=True)

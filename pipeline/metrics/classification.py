@@ -1,0 +1,28 @@
+"""Test-split classification metrics (torchmetrics): accuracy, macro-F1, per-class accuracy,
+confusion matrix."""
+
+from __future__ import annotations
+
+import torch
+from torchmetrics.functional.classification import (
+    multiclass_accuracy,
+    multiclass_confusion_matrix,
+    multiclass_f1_score,
+)
+
+
+def classification_metrics(logits: torch.Tensor, y: torch.Tensor, num_classes: int) -> dict:
+    """Scores of ``logits`` (N, C) against labels ``y`` (N,).
+
+    Returns:
+        ``acc`` (micro accuracy), ``macro_f1``, ``per_class_acc`` (list of C) and ``confusion``
+        (C x C list, rows = true class, columns = predicted).
+    """
+    preds = logits.argmax(dim=1)
+    kw = {"num_classes": num_classes}
+    return {
+        "acc": float(multiclass_accuracy(preds, y, average="micro", **kw)),
+        "macro_f1": float(multiclass_f1_score(preds, y, average="macro", **kw)),
+        "per_class_acc": multiclass_accuracy(preds, y, average=None, **kw).tolist(),
+        "confusion": multiclass_confusion_matrix(preds, y, **kw).tolist(),
+    }
