@@ -123,6 +123,7 @@ def render_digits(
     max_translate: float = 0.1,
     blur_sigma: Sequence[float] = (0.0, 1.0),
     noise_std: float = 0.05,
+    native_size: int | None = None,
 ) -> Split:
     """Render ``n`` class-balanced digit images.
 
@@ -138,6 +139,9 @@ def render_digits(
         max_translate: Maximum shift as a fraction of half the image size.
         blur_sigma: Range of the Gaussian blur sigma, in output pixels.
         noise_std: Standard deviation of additive Gaussian noise.
+        native_size: When set, images are made at this resolution (like a low-resolution scanner)
+            and then resized to ``image_size`` with the same bilinear resize the target loaders
+            use; blur and noise apply at the native resolution.
 
     Returns:
         Images (n, 1, image_size, image_size) in [0, 1] and labels (n,).
@@ -152,10 +156,13 @@ def render_digits(
     theta = _affine(n, g, max_rotation, scale, max_shear, max_translate)
     grid = F.affine_grid(theta, [n, 1, _RENDER, _RENDER], align_corners=False)
     x = F.grid_sample(glyphs, grid, align_corners=False, padding_mode="zeros")
-    x = F.interpolate(x, size=(image_size, image_size), mode="area")
+    size = native_size or image_size
+    x = F.interpolate(x, size=(size, size), mode="area")
     lo, hi = blur_sigma
     x = _blur(x, lo + (hi - lo) * torch.rand(n, generator=g))
-    x = x + noise_std * torch.randn(x.shape, generator=g)
+    x = (x + noise_std * torch.randn(x.shape, generator=g)).clamp(0, 1)
+    if size != image_size:
+        x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", antialias=True)
     return Split(x.clamp(0, 1).numpy(), y.numpy().astype(np.int64))
 
 

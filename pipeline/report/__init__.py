@@ -1,0 +1,1 @@
+"""The evaluation report: plots (matplotlib) and a markdown summary."""

@@ -1,0 +1,71 @@
+"""Optuna storages: a journal file for one machine, an RDB (PostgreSQL) for many.
+
+The journal file (``JournalFileBackend``) is safe for several processes on one machine; SQLite is
+not (its locking breaks under parallel workers). For several machines use PostgreSQL through
+``RDBStorage`` with heartbeats: a trial whose worker stops beating for ``grace_period`` seconds is
+marked FAIL and re-queued once by ``RetryFailedTrialCallback``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipeline.errors import ConfigError
+
+
+def redact(url: str) -> str:
+    """``url`` without its password, for logs and outputs."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url
+
+
+def open_storage(
+    url: str | None, journal: Path, *, heartbeat_interval: int = 10, grace_period: int = 60
+) -> object:
+    """The storage behind ``tune.storage``.
+
+    Args:
+        url: None for a journal file at ``journal``; else an SQLAlchemy URL
+            (``postgresql://user:pw@host:port/db``).
+        journal: Journal file path (parent folders are created).
+        heartbeat_interval: RDB heartbeat in seconds.
+        grace_period: Seconds without a heartbeat after which a running trial is stale.
+
+    Raises:
+        ConfigError: The URL cannot be parsed or the database cannot be reached.
+    """
+    import optuna
+    from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
+    from optuna.storages.journal import JournalFileBackend
+
+    if not url:
+        journal.parent.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(str(journal)))
+    if url.startswith("sqlite"):
+        raise ConfigError(
+            "tune.storage",
+            url,
+            "null (journal file) or a PostgreSQL/MySQL URL: "
+            "SQLite is not safe for parallel workers",
+        )
+    try:
+        return RDBStorage(
+            url,
+            heartbeat_interval=heartbeat_interval,
+            grace_period=grace_period,
+            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
+            engine_kwargs={"pool_pre_ping": True, "connect_args": _connect_args(url)},
+        )
+    except (optuna.exceptions.StorageInternalError, ImportError, ValueError) as err:
+        raise ConfigError("tune.storage", redact(url), f"a reachable database ({err})") from err
+    except Exception as err:  # SQLAlchemy's OperationalError/ArgumentError and driver errors
+        raise ConfigError("tune.storage", redact(url), f"a reachable database ({err})") from err
+
+
+def _connect_args(url: str) -> dict:
+    # fail fast on an unreachable server instead of waiting for the OS TCP timeout
+    return {"connect_timeout": 5} if url.startswith("postgresql") else {}
