@@ -36,9 +36,10 @@ def instantiate(cfg: DictConfig, key: str, **kwargs: object) -> object:
         cause = err.__cause__
         if isinstance(cause, ConfigError):
             raise cause from None
-        raise ConfigError(
-            f"{key}._target_", node._target_, f"an importable callable ({err})"
-        ) from err
+        allowed = "an importable callable"
+        if isinstance(cause, TypeError):
+            allowed = "a callable that accepts the settings under " + key
+        raise ConfigError(f"{key}._target_", node._target_, f"{allowed} ({cause or err})") from err
 
 
 def build_domain(cfg: DictConfig, which: str) -> Domain:

@@ -248,6 +248,7 @@ def flat_metrics(s: dict) -> dict:
         m[f"scores.{k}"] = v["value"]
     if s.get("labels_saved"):
         m["labels_saved"] = s["labels_saved"]["saved"]
+        m["scratch_equivalent_labels"] = s["labels_saved"]["scratch_equivalent"]
     if s.get("compute_saved"):
         m["epochs_saved"] = s["compute_saved"]["epochs_saved"]
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in m.items()}

@@ -17,6 +17,9 @@ def stratified_split(
 ) -> dict[str, np.ndarray]:
     """Split row indices into disjoint, stratified train/val/test index arrays.
 
+    Test takes a stratified ``test_fraction`` of every class; val exactly ``val_per_class`` of
+    every class from the rest; train is what remains.
+
     Args:
         y: Labels, shape (N,).
         test_fraction: Share of all rows held out for test, in (0, 1).
@@ -37,9 +40,11 @@ def stratified_split(
         raise ConfigError(
             "data.target.val_per_class", val_per_class, f"an integer in [1, {smallest - 1}]"
         )
-    train, val = train_test_split(
-        rest, test_size=val_per_class * num_classes, stratify=y[rest], random_state=seed
+    rng = np.random.default_rng(seed)
+    val = np.concatenate(
+        [rng.choice(rest[y[rest] == c], val_per_class, replace=False) for c in range(num_classes)]
     )
+    train = np.setdiff1d(rest, val)
     return {"train": np.sort(train), "val": np.sort(val), "test": np.sort(test)}
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 
 import torch
@@ -43,7 +44,14 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
         if path.suffix == ".safetensors":
             return load_file(str(path))
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, ValueError, SafetensorError, EOFError) as err:
+    except (
+        OSError,
+        RuntimeError,
+        ValueError,
+        SafetensorError,
+        EOFError,
+        pickle.UnpicklingError,
+    ) as err:
         raise CheckpointError(path, f"corrupt or unreadable checkpoint ({err})") from err
     if isinstance(obj, dict) and "state_dict" in obj:
         obj = obj["state_dict"]

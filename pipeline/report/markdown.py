@@ -36,10 +36,15 @@ def verdict_paragraph(s: dict) -> str:
         parts.append(f"best frozen depth k={s['best_depth']} (freeze-depth curve)")
     if s.get("tuned_freeze_groups") is not None:
         parts.append(f"tuned k={s['tuned_freeze_groups']}")
-    saved = (s.get("labels_saved") or {}).get("saved")
-    if saved is not None and math.isfinite(saved):
-        parts.append(f"saves ~{saved:.0f} labels per class to reach scratch's best accuracy")
-    elif saved is not None:
+    ls = s.get("labels_saved") or {}
+    if ls.get("scratch_equivalent") is not None and math.isfinite(ls["scratch_equivalent"]):
+        parts.append(
+            f"scratch needs ~{ls['scratch_equivalent']:.1f} labels per class to match "
+            f"it (saves ~{ls['scratch_equivalent'] - s['labels_per_class']:.1f})"
+        )
+    if ls.get("saved") is not None and math.isfinite(ls["saved"]):
+        parts.append(f"saves ~{ls['saved']:.0f} labels per class to reach scratch's best accuracy")
+    elif ls:
         parts.append("transfer does not reach scratch's best accuracy on the label curve")
     return "; ".join(parts) + "."
 
@@ -47,7 +52,8 @@ def verdict_paragraph(s: dict) -> str:
 def _arms_table(s: dict) -> list[str]:
     ci = f"{int(100 * s['confidence'])}% CI"
     lines = [
-        f"| arm | copied groups | frozen groups | test acc % | {ci} | macro-F1 | NTG (pts) | verdict |",
+        f"| arm | copied groups | frozen groups | test acc % | {ci} | macro-F1 | NTG (pts) "
+        "| verdict |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for name, a in s["arms"].items():

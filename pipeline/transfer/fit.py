@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -74,6 +75,7 @@ def fit(
     callbacks: Sequence[Callback] = (),
     cache: PrefixCache | None = None,
     cache_key: str | None = None,
+    prefix_caching: bool = True,
 ) -> FitResult:
     """Train ``model`` on ``train``, validate every epoch on ``val``, keep the best epoch.
 
@@ -91,12 +93,13 @@ def fit(
         callbacks: Extra callbacks (e.g. an Optuna pruning callback).
         cache: Prefix cache; None computes the prefix for this fit only.
         cache_key: Identifies the frozen weights in ``cache``; None disables memoisation.
+        prefix_caching: False always runs the whole network (for benchmarks and checks).
     """
     kwargs = {"accelerator": "cpu", "devices": 1, **(trainer_kwargs or {})}
     device = device_of(kwargs["accelerator"])
     model.to(device)
     k = settings.freeze_groups
-    use_cache = k > 0 and settings.shift == 0
+    use_cache = prefix_caching and k > 0 and settings.shift == 0
     cache = cache or PrefixCache()
     (xt, yt), (xv, yv) = ((x.to(device), y.to(device)) for x, y in (train, val))
     if use_cache:
@@ -125,7 +128,10 @@ def fit(
             **kwargs,
         )
         t0 = time.perf_counter()
-        trainer.fit(module, train_batches, val_batches)
+        with warnings.catch_warnings():
+            # frozen groups are in eval mode on purpose (frozen BatchNorm statistics)
+            warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
+            trainer.fit(module, train_batches, val_batches)
         seconds = time.perf_counter() - t0
         if not best.best_model_path:
             raise TrainingError("training finished without a single validated epoch")

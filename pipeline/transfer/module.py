@@ -66,10 +66,11 @@ class ClassifierModule(L.LightningModule):
 
     def on_train_epoch_end(self) -> None:
         if int(self._nonfinite):
+            s = self.settings
             raise TrainingError(
-                f"loss became NaN/inf in epoch {self.current_epoch}; lower the learning rates "
-                f"(transfer.head_lr={self.settings.head_lr}, "
-                f"transfer.backbone_lr={self.settings.backbone_lr})"
+                f"loss became NaN/inf in epoch {self.current_epoch}: lower the learning rates "
+                f"({s.section}.head_lr={s.head_lr}, {s.section}.backbone_lr={s.backbone_lr}) or "
+                "check the data for NaN values"
             )
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], _: int) -> None:

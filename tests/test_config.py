@@ -1,0 +1,105 @@
+"""conf/: every option composes and instantiates; params.yaml is what conf/ composes to."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from hydra.errors import MissingConfigException
+from omegaconf import OmegaConf
+
+from pipeline.errors import ConfigError
+from stages import _build as build
+from stages._shell import apply_overrides, compose_conf
+from tests.conftest import REPO, compose
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (REPO / "conf" / group).glob("*.yaml"))
+
+
+def test_params_yaml_is_in_sync_with_conf():
+    committed = yaml.safe_load((REPO / "params.yaml").read_text())
+    assert committed == compose_conf(), (
+        "params.yaml is stale: run `python -m stages.params` after editing conf/"
+    )
+
+
+@pytest.mark.parametrize("option", options("data/source"))
+def test_every_source_option_builds_a_dataset(option):
+    cfg = compose(f"data/source={option}", "data.source.n_train=40", "data.source.n_val=20")
+    domain = build.build_domain(cfg, "source")
+    assert domain.splits["train"].x.shape == (40, 1, 16, 16)
+
+
+@pytest.mark.parametrize("option", options("data/target"))
+def test_every_target_option_builds_a_dataset(option, tmp_path):
+    rng = np.random.default_rng(0)
+    npz = tmp_path / "digits.npz"
+    np.savez(npz, x=rng.integers(0, 256, (600, 28, 28), dtype=np.uint8), y=np.arange(600) % 10)
+    extra = [f"data.target.path={npz}"] if option == "npz" else []
+    cfg = compose(f"data/target={option}", *extra)
+    domain = build.build_domain(cfg, "target")
+    assert set(domain.splits) == {"train", "val", "test"}
+    assert domain.splits["train"].x.shape[1:] == (1, 16, 16)
+
+
+@pytest.mark.parametrize("option", options("model"))
+def test_every_model_option_instantiates_with_layer_groups(option):
+    cfg = compose(f"model={option}")
+    factory = build.model_factory(cfg)
+    net = factory(10)
+    assert net.num_groups >= 4
+    import torch
+
+    assert net(torch.zeros(2, 1, 16, 16)).shape == (2, 10)
+
+
+@pytest.mark.parametrize("trainer", options("trainer"))
+def test_every_trainer_option_composes(trainer):
+    kw = build.trainer_kwargs(compose(f"trainer={trainer}"))
+    assert {"accelerator", "devices", "precision"} <= set(kw)
+
+
+def test_every_arm_resolves_to_settings():
+    cfg = compose()
+    names = build.arm_names(cfg)
+    assert names == ["scratch", "linear_probe", "freeze_k", "finetune", "l2sp"]
+    arms = {n: build.arm(cfg, n, 4, seed=0) for n in names}
+    assert (arms["scratch"].init_groups, arms["scratch"].settings.freeze_groups) == (0, 0)
+    assert (arms["linear_probe"].init_groups, arms["linear_probe"].settings.freeze_groups) == (4, 4)
+    assert arms["freeze_k"].settings.freeze_groups == cfg.transfer.freeze_groups
+    assert arms["l2sp"].settings.l2sp_alpha > 0 and arms["finetune"].settings.l2sp_alpha == 0
+    assert arms["scratch"].settings.backbone_lr != arms["finetune"].settings.backbone_lr
+
+
+def test_unknown_group_option_lists_what_is_allowed():
+    with pytest.raises(MissingConfigException, match="small_cnn"):
+        compose_conf(["model=vgg99"])
+
+
+def test_bad_target_and_arm_names_the_key():
+    cfg = compose("data.source._target_=pipeline.data.nowhere.make")
+    with pytest.raises(ConfigError, match=r"data\.source\._target_"):
+        build.build_domain(cfg, "source")
+    with pytest.raises(ConfigError, match=r"transfer\.run.*scratch"):
+        build.arm_names(compose("transfer.run=[scratch,freeze_k,bogus]"))
+    with pytest.raises(ConfigError, match=r"transfer\.primary"):
+        build.arm_names(compose("transfer.run=[scratch]"))
+    with pytest.raises(ConfigError, match=r"transfer\.freeze_groups.*\[0, 4\]"):
+        build.arm(compose("transfer.freeze_groups=9"), "freeze_k", 4, seed=0)
+
+
+def test_cli_overrides_follow_hydra_semantics():
+    cfg = OmegaConf.create({"a": {"b": 1}})
+    assert apply_overrides(cfg, ["a.b=2", "+a.c=[1,2]"]).a == {"b": 2, "c": [1, 2]}
+    with pytest.raises(ConfigError, match=r"a\.x.*existing config key"):
+        apply_overrides(cfg, ["a.x=3"])
+    assert "b" not in apply_overrides(cfg, ["~a.b"]).a
+
+
+def test_conf_avoids_resolvers_that_break_dvc():
+    for path in Path(REPO / "conf").rglob("*.yaml"):
+        text = path.read_text()
+        for bad in ("${hydra:", "${now:", "${oc.env:"):
+            assert bad not in text, f"{path} uses {bad}"

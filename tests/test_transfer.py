@@ -1,0 +1,110 @@
+"""Target training: frozen-prefix caching is exact, L2-SP, paired seeds, NaN losses."""
+
+import pytest
+import torch
+
+from pipeline.errors import TrainingError
+from pipeline.models.predict import predict_logits
+from pipeline.models.small_cnn import small_cnn
+from pipeline.transfer.arms import init_model
+from pipeline.transfer.fit import fit
+from pipeline.transfer.l2sp import L2SP
+from pipeline.transfer.prefix_cache import PrefixCache
+from pipeline.transfer.settings import FitSettings
+
+QUIET = {"enable_progress_bar": False}
+
+
+def _data(n, seed):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 1, 16, 16, generator=g), torch.randint(0, 10, (n,), generator=g)
+
+
+def _source_state():
+    torch.manual_seed(123)
+    return small_cnn(10, width=8).state_dict()
+
+
+def _run(k, cache, seed=0, shift=0, caching=True):
+    model = init_model(
+        lambda c: small_cnn(c, width=8), 10, seed=seed, source_state=_source_state(), init_groups=4
+    )
+    settings = FitSettings(
+        epochs=3,
+        batch_size=8,
+        head_lr=0.05,
+        backbone_lr=0.02,
+        freeze_groups=k,
+        seed=seed,
+        shift=shift,
+    )
+    return fit(
+        model,
+        _data(32, 1),
+        _data(16, 2),
+        settings,
+        trainer_kwargs=QUIET,
+        cache=cache,
+        cache_key="src" if cache else None,
+        prefix_caching=caching,
+    )
+
+
+@pytest.mark.parametrize("k", [1, 2, 4])
+def test_cached_and_uncached_training_agree(k):
+    """Frozen-prefix caching is an optimisation only: same seed, same predictions."""
+    cached = _run(k, PrefixCache())
+    uncached = _run(k, None, caching=False)
+    assert cached.cached_prefix and not uncached.cached_prefix
+    x = _data(20, 3)[0]
+    torch.testing.assert_close(
+        predict_logits(cached.model, x), predict_logits(uncached.model, x), rtol=1e-4, atol=1e-5
+    )
+    assert [round(h["val/acc"], 6) for h in cached.history] == [
+        round(h["val/acc"], 6) for h in uncached.history
+    ]
+
+
+def test_prefix_cache_computes_each_prefix_once():
+    cache = PrefixCache()
+    _run(2, cache)
+    _run(2, cache)
+    assert cache.misses == 2 and cache.hits == 2  # train + val, once each
+
+
+def test_same_seed_gives_same_metrics():
+    a, b = _run(0, None, seed=5), _run(0, None, seed=5)
+    for key in ("train/loss", "val/loss", "val/acc"):
+        assert [h[key] for h in a.history] == [h[key] for h in b.history]
+    x = _data(20, 3)[0]
+    assert torch.equal(predict_logits(a.model, x), predict_logits(b.model, x))
+
+
+def test_l2sp_penalty_is_zero_at_the_source_weights_and_grows_away_from_them():
+    torch.manual_seed(0)
+    model = small_cnn(10, width=8)
+    penalty = L2SP(model, alpha=0.1, beta=0.0)
+    assert float(penalty(model).detach()) == 0.0
+    with torch.no_grad():
+        model.groups[1][0].weight.add_(0.5)
+    n = model.groups[1][0].weight.numel()
+    assert float(penalty(model).detach()) == pytest.approx(0.5 * 0.1 * n * 0.25, rel=1e-5)
+
+
+def test_paired_arms_share_the_random_init_of_what_they_do_not_copy():
+    src = _source_state()
+    a = init_model(lambda c: small_cnn(c, width=8), 3, seed=7, source_state=src, init_groups=2)
+    b = init_model(lambda c: small_cnn(c, width=8), 3, seed=7, source_state=None, init_groups=0)
+    for key in ("groups.3.0.weight", "head.weight"):
+        assert torch.equal(a.state_dict()[key], b.state_dict()[key])
+    assert torch.equal(a.state_dict()["groups.0.0.weight"], src["groups.0.0.weight"])
+    assert not torch.equal(b.state_dict()["groups.0.0.weight"], src["groups.0.0.weight"])
+
+
+def test_nan_loss_stops_training_with_a_clear_error():
+    model = small_cnn(10, width=8)
+    settings = FitSettings(epochs=3, batch_size=8, head_lr=0.1, backbone_lr=0.1)
+    x, y = _data(32, 1)
+    x[5, 0, 3, 3] = float("nan")
+    with pytest.raises(TrainingError, match=r"NaN/inf in epoch 0.*transfer\.head_lr=0\.1"):
+        fit(model, (x, y), _data(16, 2), settings, trainer_kwargs=QUIET)
