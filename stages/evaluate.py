@@ -24,7 +24,7 @@ from omegaconf import DictConfig
 from pipeline.data.domain import Domain
 from pipeline.data.store import load_domain
 from pipeline.metrics.classification import classification_metrics
-from pipeline.metrics.efficiency import compute_saved, labels_saved
+from pipeline.metrics.efficiency import compute_saved, labels_saved, labels_to_reach
 from pipeline.metrics.intervals import mean_interval
 from pipeline.metrics.ntg import negative_transfer_gap
 from pipeline.metrics.ranking import kendall_tau
@@ -351,10 +351,10 @@ def run(cfg: DictConfig) -> dict:
         if curves.labels_per_class:
             rows = label_curve(trainer, cfg, list(curves.labels_per_class), seeds)
             summary["label_efficiency"] = rows
-            summary["labels_saved"] = labels_saved(
-                [r["labels_per_class"] for r in rows],
-                [r["transfer"] for r in rows],
-                [r["scratch"] for r in rows],
+            budgets, scratch = [r["labels_per_class"] for r in rows], [r["scratch"] for r in rows]
+            summary["labels_saved"] = labels_saved(budgets, [r["transfer"] for r in rows], scratch)
+            summary["labels_saved"]["scratch_equivalent"] = labels_to_reach(
+                budgets, scratch, arms[primary]["mean"]
             )
             for r in rows:
                 mlflow.log_metrics(

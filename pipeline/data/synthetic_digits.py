@@ -148,6 +148,8 @@ def render_digits(
     """
     if n < 10:
         raise ConfigError("data.source.n_train/n_val", n, "at least 10 images (one per class)")
+    if not (math.isfinite(noise_std) and noise_std >= 0):
+        raise ConfigError("data.source.noise_std", noise_std, "a finite number >= 0")
     templates = torch.from_numpy(render_templates(resolve_fonts(fonts), stroke_widths))
     g = torch.Generator().manual_seed(seed)
     y = torch.randperm(n, generator=g) % 10

@@ -1,0 +1,180 @@
+"""The stages on the tiny config, in-process: outputs, MLflow lineage, determinism, bad input."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from mlflow import MlflowClient
+
+from pipeline.errors import CheckpointError, ConfigError, TrainingError
+from stages import evaluate, prepare, pretrain, transfer, tune
+from tests.conftest import compose, write_params
+
+
+def _read(path: str) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+def _latest_run(client: MlflowClient, stage: str):
+    exp = client.get_experiment_by_name("graftlab")
+    runs = client.search_runs(
+        [exp.experiment_id],
+        f"tags.`graftlab.stage` = '{stage}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    return runs[0]
+
+
+def test_pipeline_outputs_and_lineage_from_evaluation_back_to_data(workspace):
+    cfg = compose()
+    tune.run(cfg)
+    transfer.run(cfg)
+    metrics = evaluate.run(cfg)
+    for key in ("transfer.test_acc", "scratch.test_acc", "transfer_gain", "negative_transfer"):
+        assert key in metrics
+    assert _read("outputs/evaluate/metrics.json") == json.loads(json.dumps(metrics))
+    report = Path("outputs/evaluate/report/report.md").read_text()
+    for section in (
+        "## Arms",
+        "## Freeze-depth curve",
+        "## Label efficiency",
+        "## Transferability",
+        "## Confusion matrix",
+    ):
+        assert section in report
+    assert sorted(p.name for p in Path("outputs/evaluate/report").glob("*.png")) == [
+        "arms.png",
+        "confusion.png",
+        "freeze_depth.png",
+        "label_efficiency.png",
+    ]
+
+    # the tuned settings are what transfer used
+    best = yaml.safe_load(Path("outputs/tune/best.yaml").read_text())
+    index = _read("outputs/transfer/models/index.json")
+    freeze_k = [r for r in index["runs"] if r["arm"] == "freeze_k"]
+    assert {r["freeze_groups"] for r in freeze_k} == {best["overrides"]["transfer.freeze_groups"]}
+    assert index["tune_run_id"] == best["tune_run_id"]
+
+    # walk the lineage with MLflow alone: evaluation -> transfer model -> source model -> data
+    client = MlflowClient()
+    ev = client.get_run(_read("outputs/evaluate/report/mlflow.json")["run_id"])
+    scored = {m.model_id for m in ev.inputs.model_inputs}
+    assert scored == {r["model_id"] for r in index["runs"]}
+    model = client.get_logged_model(freeze_k[0]["model_id"])
+    arm_run = client.get_run(model.source_run_id)
+    assert arm_run.data.tags["graftlab.tune_run_id"] == best["tune_run_id"]
+    source_id = model.tags["graftlab.source_model_id"]
+    assert source_id in {m.model_id for m in arm_run.inputs.model_inputs}
+    source = client.get_logged_model(source_id)
+    pre = client.get_run(source.source_run_id)
+    assert pre.data.tags["graftlab.stage"] == "pretrain"
+    digests = {d.dataset.name: d for d in pre.inputs.dataset_inputs}
+    card = _read("outputs/prepare/source/card.json")
+    train = digests["synthetic_digits/train"]
+    assert train.dataset.digest == card["splits"]["train"]["sha256"][:32]
+    assert {t.key: t.value for t in train.tags}["sha256"] == card["splits"]["train"]["sha256"]
+    assert "config.yaml" in [a.path for a in client.list_artifacts(pre.info.run_id)]
+    assert pre.data.params["model._target_"] == "pipeline.models.small_cnn.small_cnn"
+    # per-epoch metrics from Lightning landed in the same runs
+    assert len(client.get_metric_history(pre.info.run_id, "val/acc")) == cfg.pretrain.epochs
+    assert client.get_metric_history(arm_run.info.run_id, "val/acc")
+
+
+def test_same_seed_gives_same_metrics(workspace):
+    cfg = compose("tune.enabled=false", "transfer.run=[scratch,freeze_k]")
+    tune.run(cfg)
+    first = transfer.run(cfg)
+    second = transfer.run(cfg)
+    assert first == second
+
+
+@pytest.mark.parametrize(
+    ("override", "match"),
+    [
+        ("transfer.freeze_groups=7", r"transfer\.freeze_groups=7.*\[0, 4\]"),
+        ("data.labels_per_class=500", r"data\.labels_per_class=500.*\[1, \d+\]"),
+        ("data.labels_per_class=0", r"data\.labels_per_class=0"),
+        ("transfer.run=[scratch,nope]", r"transfer\.run='nope'"),
+        ("transfer.arms.l2sp.l2sp_alpha=-1", r"transfer\.l2sp_alpha=-1"),
+    ],
+)
+def test_bad_transfer_config_fails_before_training_and_writes_nothing(workspace, override, match):
+    cfg = compose("tune.enabled=false", override)
+    tune.run(compose("tune.enabled=false"))
+    with pytest.raises(ConfigError, match=match):
+        transfer.run(cfg)
+    assert not Path("outputs/transfer").exists()
+
+
+def test_missing_or_corrupt_source_checkpoint_is_named(workspace):
+    cfg = compose("tune.enabled=false")
+    tune.run(cfg)
+    weights = Path("outputs/pretrain/model/weights.safetensors")
+    weights.write_bytes(b"\x00" * 64)
+    with pytest.raises(CheckpointError, match="weights.safetensors: corrupt"):
+        transfer.run(cfg)
+    weights.unlink()
+    with pytest.raises(CheckpointError, match="weights.safetensors: file not found"):
+        transfer.run(cfg)
+    assert not Path("outputs/transfer").exists()
+
+
+def test_checkpoint_from_another_model_config_is_rejected(workspace):
+    cfg = compose("tune.enabled=false", "model.width=8")
+    tune.run(compose("tune.enabled=false"))
+    with pytest.raises(
+        CheckpointError, match=r"weights\.safetensors: groups\.0\.0\.weight has shape"
+    ):
+        transfer.run(cfg)
+
+
+def test_nan_loss_marks_the_mlflow_run_failed_and_keeps_old_outputs(workspace):
+    from pipeline.data.store import load_domain, save_domain
+
+    folder = Path("outputs/prepare/source")
+    domain = load_domain(folder)
+    domain.splits["train"].x[3, 0, 5, 5] = float("nan")  # data that makes the loss NaN
+    save_domain(domain, folder)
+    before = Path("outputs/pretrain/model/weights.safetensors").read_bytes()
+    with pytest.raises(TrainingError, match=r"NaN/inf.*pretrain\.head_lr"):
+        pretrain.run(compose())
+    assert _latest_run(MlflowClient(), "pretrain").info.status == "FAILED"
+    # the failed run wrote nothing: the previous outputs are untouched, no temp folders remain
+    assert Path("outputs/pretrain/model/weights.safetensors").read_bytes() == before
+    assert sorted(p.name for p in Path("outputs").iterdir()) == ["prepare", "pretrain"]
+
+
+def test_stage_exits_non_zero_with_a_one_line_error(workspace):
+    write_params(workspace, compose("tune.enabled=false"))
+    tune.run(compose("tune.enabled=false"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "stages.transfer", "transfer.freeze_groups=9"],
+        capture_output=True,
+        text=True,
+        cwd=workspace,
+    )
+    assert proc.returncode == 2
+    assert "transfer.freeze_groups=9 is not allowed" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (workspace / "outputs" / "transfer").exists()
+
+
+def test_bad_source_is_never_reported_as_helping(workdir):
+    cfg = compose(
+        "data/source=shuffled_digits",
+        "tune.enabled=false",
+        "transfer.run=[scratch,freeze_k]",
+        "transfer.seeds=3",
+        "evaluate.curves.freeze_depth=false",
+        "evaluate.curves.labels_per_class=[]",
+        "evaluate.scores.enabled=false",
+    )
+    for stage in (prepare, pretrain, tune, transfer):
+        stage.run(cfg)
+    metrics = evaluate.run(cfg)
+    assert metrics["negative_transfer"] or metrics["inconclusive"], metrics
