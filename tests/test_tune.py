@@ -1,0 +1,200 @@
+"""The tune stage: validation, failures, pruning, resume after SIGKILL, parallel workers."""
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+
+from pipeline.errors import ConfigError, TrainingError
+from pipeline.tuning.space import parse_space
+from pipeline.tuning.study import counts, run_trials
+from stages import tune
+from stages._target import Source, train_arm
+from tests.conftest import compose, write_params
+from tests.postgres import postgres_server
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+@pytest.mark.parametrize(
+    ("override", "match"),
+    [
+        ("tune.n_trials=0", r"tune\.n_trials=0.*>= 1"),
+        (
+            "+tune.space.transfer.no_such_key={type:float,low:0.1,high:1.0}",
+            r"tune\.space\.transfer\.no_such_key.*existing config key",
+        ),
+        ("tune.space.transfer.head_lr.low=0.9", r"tune\.space\.transfer\.head_lr.*empty"),
+        ("tune.space.transfer.head_lr.type=gaussian", r"tune\.space\.transfer\.head_lr\.type"),
+        ("tune.storage=postgresql://nobody@127.0.0.1:1/none", r"tune\.storage.*reachable"),
+        ("tune.storage=sqlite:///study.db", r"tune\.storage.*SQLite is not safe"),
+    ],
+)
+def test_bad_tune_config_fails_before_any_trial(workspace, override, match):
+    with pytest.raises(ConfigError, match=match):
+        tune.run(compose(override))
+    assert not Path("outputs/tune").exists()
+    assert not Path("optuna-journal.log").exists() or "storage" not in override
+
+
+def test_space_bound_groups_is_the_backbone_group_count():
+    space = {"transfer": {"freeze_groups": {"type": "int", "low": 0, "high": "groups"}}}
+    (p,) = parse_space(space, groups=5)
+    assert (p.key, p.low, p.high) == ("transfer.freeze_groups", 0, 5)
+
+
+def test_failing_and_nan_trials_are_recorded_and_the_study_goes_on():
+    study = optuna.create_study(direction="maximize")
+
+    def objective(trial):
+        x = trial.suggest_float("x", 0, 1)
+        if trial.number == 1:
+            raise RuntimeError("planted failure")
+        return math.nan if trial.number == 2 else x
+
+    run_trials(study, objective, n_trials=4, max_failures=3)
+    c = counts(study)
+    assert (c["COMPLETE"], c["FAIL"]) == (4, 2)
+    assert study.trials[1].user_attrs["error"] == "RuntimeError: planted failure"
+
+
+def test_too_many_failures_stop_the_study_with_the_last_error():
+    study = optuna.create_study()
+
+    def boom(trial):
+        raise ValueError("boom")
+
+    with pytest.raises(TrainingError, match=r"2 trials failed.*max_failures=2.*ValueError: boom"):
+        run_trials(study, boom, n_trials=5, max_failures=2)
+    assert counts(study)["FAIL"] == 2
+
+
+def test_a_planted_hopeless_trial_is_pruned(workspace):
+    from optuna.distributions import FloatDistribution
+    from optuna_integration import PyTorchLightningPruningCallback
+
+    from pipeline.data.store import load_domain
+    from stages import _build as build
+
+    cfg = compose("transfer.epochs=4")
+    study = optuna.create_study(
+        direction="maximize", pruner=optuna.pruners.MedianPruner(n_startup_trials=1)
+    )
+    study.add_trial(
+        optuna.trial.create_trial(
+            value=0.9,
+            params={"x": 0.5},
+            distributions={"x": FloatDistribution(0, 1)},
+            intermediate_values={0: 0.8, 1: 0.85, 2: 0.9, 3: 0.9},
+        )
+    )
+    trial = study.ask()
+    arm = build.arm(cfg, "scratch", 4, seed=0)
+    import dataclasses
+
+    hopeless = dataclasses.replace(
+        arm, settings=dataclasses.replace(arm.settings, head_lr=1e-9, backbone_lr=1e-9)
+    )
+    target = load_domain(Path("outputs/prepare/target"))
+    source = Source(Path("outputs/pretrain/model"))
+    with pytest.raises(optuna.TrialPruned, match="epoch 0"):
+        train_arm(
+            cfg,
+            hopeless,
+            target,
+            source,
+            1,
+            cache=__import__(
+                "pipeline.transfer.prefix_cache", fromlist=["PrefixCache"]
+            ).PrefixCache(),
+            callbacks=(PyTorchLightningPruningCallback(trial, monitor="val/acc"),),
+        )
+    assert torch.is_grad_enabled()
+
+
+SLOW = ["tune.n_trials=6", "tune.epochs=8", "tune.pruner.n_startup_trials=100"]
+
+
+def _tune_cmd(*overrides):
+    return [sys.executable, "-m", "stages.tune", *overrides]
+
+
+def _study(workspace, storage=None):
+    cfg = compose(*SLOW, *(["tune.storage=" + storage] if storage else []))
+    source = Source(workspace / "outputs/pretrain/model")
+    from pipeline.data.store import load_domain
+
+    target = load_domain(workspace / "outputs/prepare/target")
+    params = tune.validate(cfg, 4)
+    name = tune.study_name(cfg, source, target.card()["sha256"], params)
+    return tune.make_study(cfg, name)
+
+
+def test_killed_worker_resumes_with_completed_trials_kept(workspace):
+    write_params(workspace, compose(*SLOW))
+    proc = subprocess.Popen(
+        _tune_cmd(), cwd=workspace, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    journal = workspace / "optuna-journal.log"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        time.sleep(0.5)
+        if journal.exists() and counts(_study(workspace))["COMPLETE"] >= 2:
+            break
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = {
+        t.number: t.value
+        for t in _study(workspace).trials
+        if t.state == optuna.trial.TrialState.COMPLETE
+    }
+    assert 2 <= len(before) < 6
+    assert not Path(workspace / "outputs/tune").exists()
+
+    done = subprocess.run(_tune_cmd(), cwd=workspace, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    study = _study(workspace)
+    c = counts(study)
+    assert c["COMPLETE"] + c["PRUNED"] == 6 and c["RUNNING"] == 0
+    after = {t.number: t.value for t in study.trials}
+    assert all(after[n] == v for n, v in before.items())  # completed trials kept as they were
+    reaped = [t for t in study.trials if t.user_attrs.get("reaped")]
+    assert len(reaped) <= 1
+    assert (workspace / "outputs/tune/best.yaml").exists()
+
+
+def _parallel(workspace, storage=None):
+    extra = [f"tune.storage={storage}"] if storage else []
+    write_params(workspace, compose(*SLOW, *extra))
+    procs = [
+        subprocess.Popen(
+            _tune_cmd(), cwd=workspace, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
+    errors = [p.communicate()[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errors
+    study = _study(workspace, storage)
+    c = counts(study)
+    numbers = [t.number for t in study.trials]
+    assert c["COMPLETE"] + c["PRUNED"] == 6 and c["RUNNING"] == 0
+    assert len(numbers) == len(set(numbers))
+    workers = {t.user_attrs["worker"] for t in study.trials}
+    assert len(workers) == 2, "both workers ran trials of the one study"
+
+
+def test_two_workers_share_one_study_on_a_journal_file(workspace):
+    _parallel(workspace)
+
+
+@pytest.mark.postgres
+def test_two_workers_share_one_study_on_postgresql(workspace):
+    with postgres_server() as url:
+        _parallel(workspace, url)
