@@ -1,0 +1,95 @@
+"""End to end through DVC, in a temporary git repository made from this one, on the tiny config."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from mlflow import MlflowClient
+from omegaconf import OmegaConf
+
+from tests.conftest import REPO, TINY
+
+pytestmark = pytest.mark.slow
+COPY = ["conf", "pipeline", "stages", "dvc.yaml", "pyproject.toml", ".dvcignore", ".gitignore"]
+
+
+def sh(repo: Path, *cmd: str) -> str:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    env.pop("MLFLOW_TRACKING_URI", None)  # use the repository's default store
+    proc = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, f"{' '.join(cmd)}\n{proc.stdout}\n{proc.stderr}"
+    return proc.stdout + proc.stderr
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    """A git + DVC repo holding this project, with conf/ shrunk to the tiny config."""
+    repo = tmp_path_factory.mktemp("repo")
+    for name in COPY:
+        src = REPO / name
+        copy = shutil.copytree if src.is_dir() else shutil.copy
+        copy(src, repo / name, **({"ignore": shutil.ignore_patterns("__pycache__")}
+                                  if src.is_dir() else {}))
+    (repo / ".dvc").mkdir()
+    shutil.copy(REPO / ".dvc" / "config", repo / ".dvc" / "config")
+    tiny = OmegaConf.to_yaml(OmegaConf.from_dotlist(TINY))
+    with (repo / "conf" / "config.yaml").open("a") as f:
+        f.write("\n# tests: tiny sizes\n" + tiny)
+    sh(repo, "git", "init", "-q")
+    sh(repo, "git", "config", "user.email", "t@example.com")
+    sh(repo, "git", "config", "user.name", "t")
+    sh(repo, sys.executable, "-m", "stages.params")
+    sh(repo, "git", "add", "-A")
+    sh(repo, "git", "commit", "-qm", "tiny")
+    return repo
+
+
+def test_dvc_repro_runs_all_stages_and_records_lineage(repo):
+    out = sh(repo, "dvc", "repro")
+    for stage in ("prepare", "pretrain", "tune", "transfer", "evaluate"):
+        assert f"Running stage '{stage}'" in out
+    assert (repo / "mlflow.db").exists(), "default store is at the repository root"
+    metrics = yaml.safe_load((repo / "outputs/evaluate/metrics.json").read_text())
+    assert {"transfer.test_acc", "scratch.test_acc", "transfer_gain", "negative_transfer"} <= set(
+        metrics)
+
+    commit = sh(repo, "git", "rev-parse", "HEAD").strip()
+    client = MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("graftlab").experiment_id])
+    by_stage = {}
+    for r in runs:
+        by_stage.setdefault(r.data.tags.get("graftlab.stage"), []).append(r)
+    assert {"prepare", "pretrain", "tune", "transfer", "evaluate"} <= set(by_stage)
+    for stage in ("prepare", "pretrain", "transfer", "evaluate"):
+        tags = by_stage[stage][0].data.tags
+        assert tags["mlflow.source.git.commit"] == commit
+        assert tags["dvc.stage"] == stage
+    (ev,) = by_stage["evaluate"]
+    model = client.get_logged_model(client.get_run(ev.info.run_id).inputs.model_inputs[0].model_id)
+    source = client.get_logged_model(model.tags["graftlab.source_model_id"])
+    assert client.get_run(source.source_run_id).data.tags["graftlab.stage"] == "pretrain"
+
+
+def test_second_repro_runs_nothing(repo):
+    out = sh(repo, "dvc", "repro")
+    assert "Running stage" not in out
+    assert "Data and pipelines are up to date" in out
+
+
+def test_exp_run_of_a_transfer_key_reruns_only_transfer_and_evaluate(repo):
+    sh(repo, "git", "add", "-A")
+    sh(repo, "git", "commit", "-qm", "lock", "--allow-empty")
+    out = sh(repo, "dvc", "exp", "run", "-S", "transfer.epochs=3")
+    assert "Running stage 'transfer'" in out and "Running stage 'evaluate'" in out
+    for stage in ("prepare", "pretrain", "tune"):
+        assert f"Running stage '{stage}'" not in out
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    assert params["transfer"]["epochs"] == 3
+    client = MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("graftlab").experiment_id
+    tagged = client.search_runs([exp], "tags.`dvc.exp_name` != ''")
+    assert tagged, "runs of a DVC experiment carry its name"
