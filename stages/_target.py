@@ -58,6 +58,7 @@ def train_arm(
     cache: PrefixCache,
     logger: object = False,
     callbacks: tuple = (),
+    prefix_caching: bool = True,
 ) -> FitResult:
     """Initialise ``arm``'s model for its seed and train it on the seed's labelled subset."""
     seed = arm.settings.seed
@@ -81,4 +82,5 @@ def train_arm(
         callbacks=callbacks,
         cache=cache,
         cache_key=key,
+        prefix_caching=prefix_caching,
     )

@@ -138,7 +138,7 @@ def parent_run(study, experiment_id: str, tags: dict) -> mlflow.ActiveRun:
     return active
 
 
-def objective_for(cfg, params, target, source, groups, uri):
+def objective_for(cfg, params, target, source, groups, uri, prefix_caching: bool = True):
     from optuna_integration import PyTorchLightningPruningCallback
 
     cache = PrefixCache()
@@ -171,6 +171,7 @@ def objective_for(cfg, params, target, source, groups, uri):
                 cache=cache,
                 logger=run_logger(uri, cfg.tracking.experiment, child.info.run_id),
                 callbacks=(PyTorchLightningPruningCallback(trial, monitor="val/acc"),),
+                prefix_caching=prefix_caching,
             )
             mlflow.log_metrics(
                 {

@@ -32,8 +32,11 @@ def repo(tmp_path_factory) -> Path:
     for name in COPY:
         src = REPO / name
         copy = shutil.copytree if src.is_dir() else shutil.copy
-        copy(src, repo / name, **({"ignore": shutil.ignore_patterns("__pycache__")}
-                                  if src.is_dir() else {}))
+        copy(
+            src,
+            repo / name,
+            **({"ignore": shutil.ignore_patterns("__pycache__")} if src.is_dir() else {}),
+        )
     (repo / ".dvc").mkdir()
     shutil.copy(REPO / ".dvc" / "config", repo / ".dvc" / "config")
     tiny = OmegaConf.to_yaml(OmegaConf.from_dotlist(TINY))
@@ -55,7 +58,8 @@ def test_dvc_repro_runs_all_stages_and_records_lineage(repo):
     assert (repo / "mlflow.db").exists(), "default store is at the repository root"
     metrics = yaml.safe_load((repo / "outputs/evaluate/metrics.json").read_text())
     assert {"transfer.test_acc", "scratch.test_acc", "transfer_gain", "negative_transfer"} <= set(
-        metrics)
+        metrics
+    )
 
     commit = sh(repo, "git", "rev-parse", "HEAD").strip()
     client = MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import tempfile
 import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import lightning.pytorch as L
 import torch
@@ -44,6 +46,24 @@ class FitResult:
     cached_prefix: bool = False
 
 
+class BestWeights(Callback):
+    """Keeps an in-memory copy of the weights of the epoch with the best validation accuracy.
+
+    Hand-written because ``ModelCheckpoint`` must write a file per improvement; for the many
+    small target runs that cost more than an epoch of training. Stages that need a checkpoint file
+    (pretrain) pass ``checkpoint_dir`` to :func:`fit` and get ``ModelCheckpoint``.
+    """
+
+    def __init__(self, monitor: str = "val/acc") -> None:
+        self.monitor, self.best, self.state = monitor, -math.inf, None
+
+    def on_validation_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        value = float(trainer.callback_metrics[self.monitor])
+        if value > self.best:
+            self.best = value
+            self.state = {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
 class EpochHistory(Callback):
     """Collects the epoch-level metrics and the elapsed wall time after every epoch."""
 
@@ -51,9 +71,10 @@ class EpochHistory(Callback):
         self.rows: list[dict] = []
         self.t0 = time.perf_counter()
 
-    def on_train_epoch_end(self, trainer: L.Trainer, _: L.LightningModule) -> None:
+    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         row = {"epoch": trainer.current_epoch, "seconds": time.perf_counter() - self.t0}
         row.update({k: float(v) for k, v in trainer.callback_metrics.items()})
+        row.update(module.train_epoch_metrics())
         self.rows.append(row)
 
 
@@ -76,6 +97,7 @@ def fit(
     cache: PrefixCache | None = None,
     cache_key: str | None = None,
     prefix_caching: bool = True,
+    checkpoint_dir: Path | None = None,
 ) -> FitResult:
     """Train ``model`` on ``train``, validate every epoch on ``val``, keep the best epoch.
 
@@ -94,6 +116,8 @@ def fit(
         cache: Prefix cache; None computes the prefix for this fit only.
         cache_key: Identifies the frozen weights in ``cache``; None disables memoisation.
         prefix_caching: False always runs the whole network (for benchmarks and checks).
+        checkpoint_dir: Write the best epoch's Lightning checkpoint (``best.ckpt``) there;
+            otherwise the best weights are kept in memory.
     """
     kwargs = {"accelerator": "cpu", "devices": 1, **(trainer_kwargs or {})}
     device = device_of(kwargs["accelerator"])
@@ -114,9 +138,16 @@ def fit(
     val_batches = TensorBatches(xv, yv, 1024)
     history = EpochHistory()
     with tempfile.TemporaryDirectory(prefix="graftlab-fit-") as tmp:
-        best = ModelCheckpoint(
-            dirpath=tmp, filename="best", monitor="val/acc", mode="max", save_weights_only=True
-        )
+        if checkpoint_dir is not None:
+            best = ModelCheckpoint(
+                dirpath=checkpoint_dir,
+                filename="best",
+                monitor="val/acc",
+                mode="max",
+                save_weights_only=True,
+            )
+        else:
+            best = BestWeights()
         trainer = L.Trainer(
             max_epochs=settings.epochs,
             logger=logger,
@@ -124,6 +155,7 @@ def fit(
             default_root_dir=tmp,
             num_sanity_val_steps=0,
             enable_model_summary=False,
+            enable_checkpointing=checkpoint_dir is not None,
             log_every_n_steps=max(1, len(train_batches)),
             **kwargs,
         )
@@ -133,10 +165,16 @@ def fit(
             warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
             trainer.fit(module, train_batches, val_batches)
         seconds = time.perf_counter() - t0
-        if not best.best_model_path:
-            raise TrainingError("training finished without a single validated epoch")
+    if isinstance(best, BestWeights):
+        state = best.state
+    elif best.best_model_path:
         state = torch.load(best.best_model_path, map_location=device, weights_only=True)
-    module.load_state_dict(state["state_dict"])
+        state = state["state_dict"]
+    else:
+        state = None
+    if state is None:
+        raise TrainingError("training finished without a single validated epoch")
+    module.load_state_dict(state)
     model.eval()
     best_epoch = max(range(len(history.rows)), key=lambda i: history.rows[i]["val/acc"])
     return FitResult(

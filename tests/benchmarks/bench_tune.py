@@ -1,0 +1,84 @@
+"""Benchmark: a 20-trial study's wall time over one full fine-tune trial's, with/without caching
+and pruning. Not collected by pytest; run after `dvc repro` (it reuses outputs/prepare and
+outputs/pretrain) from the repository root:
+
+    python tests/benchmarks/bench_tune.py [n_trials]
+
+Every variant runs the tune stage's real objective (Lightning training, per-epoch pruning
+reports, a nested MLflow run per trial) in this one process, against a throwaway MLflow store
+and in-memory studies, so all timings come from the same machine and run.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import optuna
+
+
+def main(n_trials: int = 20) -> None:
+    tmp = tempfile.mkdtemp(prefix="graftlab-bench-")
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp}/mlflow.db"
+    import mlflow
+
+    from pipeline.data.store import load_domain
+    from pipeline.tuning.study import run_trials
+    from stages import _build as build
+    from stages import tune
+    from stages._shell import load_config, quiet_libraries, use_tracking
+    from stages._target import Source
+
+    quiet_libraries()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    cfg = load_config()
+    uri, exp = use_tracking(cfg)
+    target = load_domain(Path("outputs/prepare/target"))
+    source = Source(Path("outputs/pretrain/model"))
+    groups = build.num_groups(build.model_factory(cfg))
+    params = tune.validate(cfg, groups)
+
+    def study(caching: bool, pruning: bool, n: int, fixed: dict | None = None) -> float:
+        from stages._build import instantiate
+
+        pruner = instantiate(cfg, "tune.pruner") if pruning else optuna.pruners.NopPruner()
+        s = optuna.create_study(
+            direction="maximize", pruner=pruner, sampler=instantiate(cfg, "tune.sampler")
+        )
+        if fixed:
+            s.enqueue_trial(fixed)
+        objective = tune.objective_for(
+            cfg, params, target, source, groups, uri, prefix_caching=caching
+        )
+        with mlflow.start_run(experiment_id=exp, run_name="bench"):
+            t0 = time.perf_counter()
+            run_trials(s, objective, n, max_failures=n)
+            return time.perf_counter() - t0
+
+    # warm-up (imports, first Trainer), not timed
+    study(True, True, 1)
+    full = {
+        p.key: (
+            0
+            if p.key == "transfer.freeze_groups"
+            else (p.low * p.high) ** 0.5
+            if p.log
+            else (p.low + p.high) / 2
+        )
+        for p in params
+    }
+    one = min(study(False, False, 1, fixed=full) for _ in range(3))
+    print(f"one full fine-tune trial (k=0, {cfg.tune.epochs} epochs): {one:.2f} s")
+    print(f"{'variant':<28}{'study s':>10}{'ratio':>8}")
+    for caching, pruning in [(False, False), (True, False), (False, True), (True, True)]:
+        seconds = study(caching, pruning, n_trials)
+        name = f"caching={'on' if caching else 'off'}, pruning={'on' if pruning else 'off'}"
+        print(f"{name:<28}{seconds:>10.1f}{seconds / one:>8.2f}")
+    print(f"(goal: a {n_trials}-trial study <= 5x one full trial; a naive search is ~{n_trials}x)")
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 20)
