@@ -127,7 +127,9 @@ def run(cfg: DictConfig) -> dict:
                     source,
                     labels,
                     cache=cache,
-                    logger=run_logger(uri, cfg.tracking.experiment, child.info.run_id),
+                    logger=run_logger(
+                        uri, cfg.tracking.experiment, child.info.run_id, buffered=True
+                    ),
                 )
                 path = out / "models" / name / f"seed{seed}.safetensors"
                 path.parent.mkdir(parents=True, exist_ok=True)

@@ -169,7 +169,7 @@ def objective_for(cfg, params, target, source, groups, uri, prefix_caching: bool
                 source,
                 labels,
                 cache=cache,
-                logger=run_logger(uri, cfg.tracking.experiment, child.info.run_id),
+                logger=run_logger(uri, cfg.tracking.experiment, child.info.run_id, buffered=True),
                 callbacks=(PyTorchLightningPruningCallback(trial, monitor="val/acc"),),
                 prefix_caching=prefix_caching,
             )

@@ -119,7 +119,14 @@ def test_a_planted_hopeless_trial_is_pruned(workspace):
     assert torch.is_grad_enabled()
 
 
-SLOW = ["tune.n_trials=6", "tune.epochs=8", "tune.pruner.n_startup_trials=100"]
+SLOW = [
+    "tune.n_trials=6",
+    "tune.epochs=8",
+    "tune.pruner._target_=optuna.pruners.NopPruner",
+    "~tune.pruner.min_resource",
+    "~tune.pruner.max_resource",
+    "~tune.pruner.reduction_factor",
+]
 
 
 def _tune_cmd(*overrides):

@@ -7,7 +7,6 @@ import math
 import lightning.pytorch as L
 import torch
 import torch.nn.functional as F
-from torchmetrics.classification import MulticlassAccuracy
 
 from pipeline.errors import TrainingError
 from pipeline.models.grouped import GroupedNet
@@ -38,7 +37,6 @@ class ClassifierModule(L.LightningModule):
         self.model, self.settings, self.start, self.l2sp = model, settings, start, l2sp
         self.frozen = settings.freeze_groups
         freeze(model, self.frozen)
-        self.val_acc = MulticlassAccuracy(model.num_classes, average="micro")
         self._sums = torch.zeros(3)
 
     def train(self, mode: bool = True) -> ClassifierModule:
@@ -87,12 +85,20 @@ class ClassifierModule(L.LightningModule):
     def on_train_epoch_end(self) -> None:
         self.log_dict(self.train_epoch_metrics())
 
+    def on_validation_epoch_start(self) -> None:
+        self._val_sums = torch.zeros(3, device=self.device)  # loss * n, correct, n
+
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], _: int) -> None:
         x, y = batch
         logits = self(x)
-        self.val_acc(logits, y)
-        self.log("val/loss", F.cross_entropy(logits, y), on_epoch=True, batch_size=len(y))
-        self.log("val/acc", self.val_acc, on_epoch=True, batch_size=len(y), prog_bar=True)
+        loss = F.cross_entropy(logits, y, reduction="sum")
+        correct = (logits.argmax(dim=1) == y).sum()
+        self._val_sums += torch.stack([loss, correct, y.new_tensor(len(y))])
+
+    def on_validation_epoch_end(self) -> None:
+        loss_sum, correct, seen = self._val_sums
+        self.log("val/acc", correct / seen, prog_bar=True)
+        self.log("val/loss", loss_sum / seen)
 
     def configure_optimizers(self) -> dict:
         s = self.settings

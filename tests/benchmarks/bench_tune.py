@@ -2,7 +2,7 @@
 and pruning. Not collected by pytest; run after `dvc repro` (it reuses outputs/prepare and
 outputs/pretrain) from the repository root:
 
-    python tests/benchmarks/bench_tune.py [n_trials]
+    python tests/benchmarks/bench_tune.py [n_trials] [hydra overrides, e.g. tune.epochs=10]
 
 Every variant runs the tune stage's real objective (Lightning training, per-epoch pruning
 reports, a nested MLflow run per trial) in this one process, against a throwaway MLflow store
@@ -20,7 +20,7 @@ from pathlib import Path
 import optuna
 
 
-def main(n_trials: int = 20) -> None:
+def main(n_trials: int = 20, overrides: list[str] | None = None) -> None:
     tmp = tempfile.mkdtemp(prefix="graftlab-bench-")
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp}/mlflow.db"
     import mlflow
@@ -34,14 +34,14 @@ def main(n_trials: int = 20) -> None:
 
     quiet_libraries()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    cfg = load_config()
+    cfg = load_config(overrides or [])
     uri, exp = use_tracking(cfg)
     target = load_domain(Path("outputs/prepare/target"))
     source = Source(Path("outputs/pretrain/model"))
     groups = build.num_groups(build.model_factory(cfg))
     params = tune.validate(cfg, groups)
 
-    def study(caching: bool, pruning: bool, n: int, fixed: dict | None = None) -> float:
+    def study(caching: bool, pruning: bool, n: int, fixed: dict | None = None) -> tuple:
         from stages._build import instantiate
 
         pruner = instantiate(cfg, "tune.pruner") if pruning else optuna.pruners.NopPruner()
@@ -56,7 +56,7 @@ def main(n_trials: int = 20) -> None:
         with mlflow.start_run(experiment_id=exp, run_name="bench"):
             t0 = time.perf_counter()
             run_trials(s, objective, n, max_failures=n)
-            return time.perf_counter() - t0
+            return time.perf_counter() - t0, s.best_value
 
     # warm-up (imports, first Trainer), not timed
     study(True, True, 1)
@@ -70,15 +70,15 @@ def main(n_trials: int = 20) -> None:
         )
         for p in params
     }
-    one = min(study(False, False, 1, fixed=full) for _ in range(3))
+    one = min(study(False, False, 1, fixed=full)[0] for _ in range(3))
     print(f"one full fine-tune trial (k=0, {cfg.tune.epochs} epochs): {one:.2f} s")
-    print(f"{'variant':<28}{'study s':>10}{'ratio':>8}")
+    print(f"{'variant':<28}{'study s':>10}{'ratio':>8}{'best val acc':>14}")
     for caching, pruning in [(False, False), (True, False), (False, True), (True, True)]:
-        seconds = study(caching, pruning, n_trials)
+        seconds, best = study(caching, pruning, n_trials)
         name = f"caching={'on' if caching else 'off'}, pruning={'on' if pruning else 'off'}"
-        print(f"{name:<28}{seconds:>10.1f}{seconds / one:>8.2f}")
+        print(f"{name:<28}{seconds:>10.1f}{seconds / one:>8.2f}{best:>14.3f}")
     print(f"(goal: a {n_trials}-trial study <= 5x one full trial; a naive search is ~{n_trials}x)")
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 20)
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 20, sys.argv[2:])
