@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 from functools import partial
-from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline.data.domain import Domain
 from pipeline.errors import ConfigError
-from pipeline.models.grouped import GroupedNet
 from pipeline.transfer.arms import Arm, ModelFactory
 from pipeline.transfer.freezing import resolve_depth
 from pipeline.transfer.settings import FitSettings
@@ -126,13 +124,3 @@ def arm_names(cfg: DictConfig) -> list[str]:
 
 def transfer_seeds(cfg: DictConfig) -> list[int]:
     return [int(cfg.seed) + i for i in range(int(cfg.transfer.seeds))]
-
-
-def source_weights_path(outputs: Path) -> Path:
-    return outputs / "pretrain" / "model" / "weights.safetensors"
-
-
-def is_group_model(model: object) -> GroupedNet:
-    if not isinstance(model, GroupedNet):
-        raise ConfigError("model._target_", type(model).__name__, "a factory returning GroupedNet")
-    return model

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ from omegaconf import DictConfig
 
 from pipeline.data.domain import Domain
 from pipeline.data.splits import label_budget
-from pipeline.models.weights import load_state_dict
+from pipeline.models.weights import load_state_dict, state_digest
 from pipeline.transfer.arms import Arm, init_model
 from pipeline.transfer.fit import FitResult, fit
 from pipeline.transfer.prefix_cache import PrefixCache
@@ -28,9 +29,10 @@ class Source:
         self.spec = read_json(folder / "model.json")
         self.ids = read_json(folder / "mlflow.json")
 
-    @property
+    @cached_property
     def weights_id(self) -> str:
-        return self.ids["model_id"]
+        """Content digest of the source weights (same weights, same id, on any machine)."""
+        return state_digest(self.state)
 
 
 def tuned_config(cfg: DictConfig, outputs: Path = OUTPUTS) -> tuple[DictConfig, dict]:

@@ -12,6 +12,7 @@ MLflow evaluation run linked to the models it scored.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 from pathlib import Path
 
@@ -34,6 +35,7 @@ from pipeline.models.predict import predict_logits
 from pipeline.models.weights import load_into, load_state_dict
 from pipeline.report import plots
 from pipeline.report.markdown import render_report, verdict_paragraph
+from pipeline.tracking.lineage import stage_tags
 from pipeline.transfer.arms import Arm
 from pipeline.transfer.prefix_cache import PrefixCache
 from stages import _build as build
@@ -135,15 +137,11 @@ class CurveTrainer:
         logits = predict_logits(result.model, self.x_test)
         return float((logits.argmax(1) == self.y_test).float().mean())
 
-    def variant(self, name: str, seed: int, **changes: int) -> Arm:
+    def variant(self, name: str, seed: int, init_groups: int | None = None, **changes: int) -> Arm:
+        """Arm ``name`` for ``seed`` with some settings changed (e.g. copied/frozen depth)."""
         base = build.arm(self.cfg, name, self.groups, seed)
-        settings = base.settings.__class__(
-            **{
-                **base.settings.as_dict(),
-                **{k: v for k, v in changes.items() if k != "init_groups"},
-            }
-        )
-        return Arm(name, changes.get("init_groups", base.init_groups), settings)
+        settings = dataclasses.replace(base.settings, **changes)
+        return Arm(name, base.init_groups if init_groups is None else init_groups, settings)
 
     def mean_acc(self, name: str, labels: int, seeds: list[int], **changes: int) -> float:
         return float(
@@ -289,8 +287,6 @@ def run(cfg: DictConfig) -> dict:
         "graftlab.transfer_run_id": index["run_id"],
         "graftlab.source_model_id": source.ids["model_id"],
     }
-    from pipeline.tracking.lineage import stage_tags
-
     with (
         mlflow.start_run(
             run_name=STAGE, experiment_id=experiment_id, tags={**stage_tags(STAGE, "."), **tags}

@@ -85,7 +85,7 @@ def study_name(cfg: DictConfig, source: Source, target_sha: str, params: list[Pa
     }
     blob = json.dumps(
         {
-            "source": hashlib.sha256(source.path.read_bytes()).hexdigest(),
+            "source": source.weights_id,
             "target": target_sha,
             "labels": cfg.data.labels_per_class,
             "seed": cfg.seed,

@@ -72,3 +72,17 @@ def test_missing_corrupt_and_mismatched_checkpoints_name_the_file(tmp_path):
         load_into(small_cnn(10, width=16), state, tmp_path / "w8.safetensors")
     with pytest.raises(CheckpointError, match="head.weight has shape"):
         load_into(small_cnn(3, width=8), state, tmp_path / "w8.safetensors")
+
+
+def test_state_digest_depends_on_values_not_on_file_bytes(tmp_path):
+    from pipeline.models.weights import state_digest
+
+    torch.manual_seed(0)
+    net = small_cnn(10, width=8)
+    save_weights(net, tmp_path / "a.safetensors", metadata={"x": 1, "y": 2})
+    save_weights(net, tmp_path / "b.safetensors", metadata={"y": 2, "x": 1})
+    a, b = (load_state_dict(tmp_path / f"{n}.safetensors") for n in "ab")
+    assert state_digest(a) == state_digest(b) == state_digest(net.state_dict())
+    with torch.no_grad():
+        net.head.bias[0] += 1e-6
+    assert state_digest(net.state_dict()) != state_digest(a)

@@ -21,26 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-
-def _check_inputs(features: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Validate :func:`h_score` inputs; return float64 features (n, D) and int64 labels (n,)."""
-    feats = np.asarray(features)
-    labs = np.asarray(labels)
-    if feats.ndim != 2 or feats.shape[0] == 0 or feats.shape[1] == 0:
-        raise ValueError(
-            f"features must be a non-empty 2-D array of shape (n, D), got shape {feats.shape}"
-        )
-    feats = feats.astype(np.float64)
-    if not np.all(np.isfinite(feats)):
-        raise ValueError("features must be finite (no NaN or inf)")
-    if labs.ndim != 1 or labs.shape[0] != feats.shape[0]:
-        raise ValueError(
-            "labels must be a 1-D array of the same length as features "
-            f"({feats.shape[0]}), got shape {labs.shape}"
-        )
-    if not np.issubdtype(labs.dtype, np.integer) or labs.min() < 0:
-        raise ValueError("labels must be non-negative integers (class indices)")
-    return feats, labs.astype(np.int64)
+from pipeline.metrics._inputs import features_and_labels
 
 
 def _pinv_rcond(n_samples: int, n_features: int) -> float:
@@ -73,7 +54,7 @@ def h_score(features: np.ndarray, labels: np.ndarray) -> float:
         ValueError: If features are not a finite 2-D array or labels are not non-negative
             integers of the same length as features.
     """
-    f, y = _check_inputs(features, labels)
+    f, y = features_and_labels(features, labels)
     n, D = f.shape
     f = f - f.mean(axis=0)
     _, y_idx, counts = np.unique(y, return_inverse=True, return_counts=True)

@@ -42,31 +42,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from pipeline.metrics._inputs import features_and_labels
+
 _EPSILON = 1e-5  # added to the alpha and beta denominators, as in the reference code
 _MAX_ITERATIONS = 11
 _TOLERANCE = 1e-3  # relative change of t = alpha / beta
 _RANK_THRESHOLD = 1e-10  # singular values of F at or below this are dropped when n > D
-
-
-def _check_inputs(features: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Validate :func:`logme` inputs; return float64 features (n, D) and int64 labels (n,)."""
-    feats = np.asarray(features)
-    labs = np.asarray(labels)
-    if feats.ndim != 2 or feats.shape[0] == 0 or feats.shape[1] == 0:
-        raise ValueError(
-            f"features must be a non-empty 2-D array of shape (n, D), got shape {feats.shape}"
-        )
-    feats = feats.astype(np.float64)
-    if not np.all(np.isfinite(feats)):
-        raise ValueError("features must be finite (no NaN or inf)")
-    if labs.ndim != 1 or labs.shape[0] != feats.shape[0]:
-        raise ValueError(
-            "labels must be a 1-D array of the same length as features "
-            f"({feats.shape[0]}), got shape {labs.shape}"
-        )
-    if not np.issubdtype(labs.dtype, np.integer) or labs.min() < 0:
-        raise ValueError("labels must be non-negative integers (class indices)")
-    return feats, labs.astype(np.int64)
 
 
 def _spectrum(F: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -107,7 +88,7 @@ def logme(features: np.ndarray, labels: np.ndarray) -> float:
         ValueError: If features are not a finite 2-D array or labels are not non-negative
             integers of the same length as features.
     """
-    F, y = _check_inputs(features, labels)
+    F, y = features_and_labels(features, labels)
     n, D = F.shape
     u, s = _spectrum(F)
     sigma = (s**2)[:, None]  # (k, 1)

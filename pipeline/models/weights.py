@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import pickle
 from pathlib import Path
@@ -19,6 +20,17 @@ def save_weights(model: nn.Module, path: Path, metadata: dict | None = None) -> 
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     meta = {k: json.dumps(v) for k, v in (metadata or {}).items()}
     save_file(state, str(path), metadata=meta)
+
+
+def state_digest(state: dict[str, torch.Tensor]) -> str:
+    """sha256 of a state dict's names, dtypes, shapes and values (not of a file's bytes: the
+    safetensors header orders metadata differently from run to run)."""
+    h = hashlib.sha256()
+    for key in sorted(state):
+        t = state[key].detach().cpu().contiguous()
+        h.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 def read_metadata(path: Path) -> dict:

@@ -23,11 +23,6 @@ def tracking_uri(root: Path) -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{root / DB_NAME}"
 
 
-def ui_command(uri: str) -> str:
-    """Shell command that opens the MLflow UI on this store, bound to localhost."""
-    return f"mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000"
-
-
 def use_store(uri: str, experiment: str, artifact_root: Path | None) -> str:
     """Point MLflow at ``uri`` and select (creating if needed) ``experiment``; return its id.
 
