@@ -39,8 +39,13 @@ def log_weights_model(
     import mlflow
     from mlflow import MlflowClient
 
+    run = mlflow.active_run()
+    if run is None:
+        raise RuntimeError("log_weights_model needs an active MLflow run")
     logged = mlflow.initialize_logged_model(
         name=name,
+        source_run_id=run.info.run_id,
+        experiment_id=run.info.experiment_id,  # else MLflow's default experiment and ./mlruns
         model_type="graftlab.GroupedNet",
         tags=tags or {},
         params={k: str(v) for k, v in (params or {}).items()},

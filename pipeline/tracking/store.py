@@ -33,11 +33,12 @@ def use_store(uri: str, experiment: str, artifact_root: Path | None) -> str:
 
     mlflow.set_tracking_uri(uri)
     found = mlflow.get_experiment_by_name(experiment)
-    if found is not None:
-        return found.experiment_id
-    location = artifact_root.as_uri() if artifact_root and not uri.startswith("http") else None
-    try:
-        return mlflow.create_experiment(experiment, artifact_location=location)
-    except mlflow.exceptions.MlflowException:
-        # another worker created it between our lookup and create
-        return mlflow.get_experiment_by_name(experiment).experiment_id
+    if found is None:
+        location = artifact_root.as_uri() if artifact_root and not uri.startswith("http") else None
+        try:
+            mlflow.create_experiment(experiment, artifact_location=location)
+        except mlflow.exceptions.MlflowException:
+            pass  # another worker created it between our lookup and create
+        found = mlflow.get_experiment_by_name(experiment)
+    mlflow.set_experiment(experiment_id=found.experiment_id)  # fluent calls default to it
+    return found.experiment_id
