@@ -95,6 +95,8 @@ def stage_output(stage: str, outputs: Path = OUTPUTS) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     final, old = outputs / stage, outputs / f".{stage}.old"
+    if (final / ".gitignore").exists():  # DVC's list of cached outputs: keep it across the swap
+        shutil.copy(final / ".gitignore", tmp / ".gitignore")
     shutil.rmtree(old, ignore_errors=True)
     if final.exists():
         final.rename(old)

@@ -118,7 +118,7 @@ def run(cfg: DictConfig) -> dict:
         mlflow.log_text(OmegaConf.to_yaml(cfg), "config.yaml")
         mlflow.log_input(model=LoggedModelInput(source.ids["model_id"]))
         for (name, seed), arm in arms.items():
-            with mlflow.start_run(run_name=f"{name}-seed{seed}", nested=True) as child:
+            with mlflow.start_run(run_name=f"{name}-seed{seed}", nested=True, tags=tags) as child:
                 _log_arm_run(arm, source, target, card, labels, best.get("tune_run_id"))
                 result = train_arm(
                     cfg,

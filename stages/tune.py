@@ -32,6 +32,7 @@ from pipeline.tracking.store import repo_root
 from pipeline.transfer.prefix_cache import PrefixCache
 from pipeline.tuning.space import Param, parse_space
 from pipeline.tuning.storage import open_storage, redact
+from pipeline.tuning.study import counts, run_trials
 from stages import _build as build
 from stages._shell import OUTPUTS, run_stage, stage_output, use_tracking, write_json
 from stages._target import Source, train_arm
@@ -138,10 +139,13 @@ def parent_run(study, experiment_id: str, tags: dict) -> mlflow.ActiveRun:
     return active
 
 
-def objective_for(cfg, params, target, source, groups, uri, prefix_caching: bool = True):
+def objective_for(
+    cfg, params, target, source, groups, uri, prefix_caching: bool = True, run_tags=None
+):
     from optuna_integration import PyTorchLightningPruningCallback
 
     cache = PrefixCache()
+    run_tags = {"graftlab.stage": STAGE, **(run_tags or {})}
     primary, labels = cfg.transfer.primary, int(cfg.data.labels_per_class)
 
     def objective(trial) -> float:
@@ -156,7 +160,7 @@ def objective_for(cfg, params, target, source, groups, uri, prefix_caching: bool
         child = mlflow.start_run(
             run_name=f"trial-{trial.number}",
             nested=True,
-            tags={"optuna.trial": str(trial.number), "graftlab.stage": STAGE},
+            tags={**run_tags, "optuna.trial": str(trial.number)},
         )
         trial.set_user_attr("mlflow_run_id", child.info.run_id)
         mlflow.log_params(flatten({"trial": trial.number, **values}))
@@ -195,8 +199,6 @@ def objective_for(cfg, params, target, source, groups, uri, prefix_caching: bool
 
 def write_outputs(out: Path, study, params: list[Param], best: dict) -> dict:
     from optuna.trial import TrialState
-
-    from pipeline.tuning.study import counts
 
     (out / "best.yaml").write_text(yaml.safe_dump(best, sort_keys=False))
     df = study.trials_dataframe(
@@ -268,13 +270,11 @@ def run(cfg: DictConfig) -> dict:
         "graftlab.source_model_id": source.ids["model_id"],
         "optuna.study": study.study_name,
     }
-    from pipeline.tuning.study import run_trials
-
     with parent_run(study, experiment_id, tags) as parent:
         mlflow.log_params(flatten({"tune": OmegaConf.to_container(cfg.tune, resolve=True)}))
         run_trials(
             study,
-            objective_for(cfg, params, target, source, groups, uri),
+            objective_for(cfg, params, target, source, groups, uri, run_tags=tags),
             int(cfg.tune.n_trials),
             max_failures=int(cfg.tune.max_failures),
             timeout=cfg.tune.timeout,

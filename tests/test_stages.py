@@ -178,3 +178,17 @@ def test_bad_source_is_never_reported_as_helping(workdir):
         stage.run(cfg)
     metrics = evaluate.run(cfg)
     assert metrics["negative_transfer"] or metrics["inconclusive"], metrics
+
+
+def test_models_and_artifacts_land_in_the_repository_store_not_in_cwd(workspace):
+    tune.run(compose("tune.enabled=false"))
+    transfer.run(compose("tune.enabled=false", "transfer.run=[scratch,freeze_k]", "transfer.seeds=1"))
+    assert not Path("mlruns").exists()
+    index = _read("outputs/transfer/models/index.json")
+    client = MlflowClient()
+    for row in index["runs"]:
+        model = client.get_logged_model(row["model_id"])
+        assert model.experiment_id == index["experiment_id"]
+        assert model.source_run_id == row["run_id"]
+        run = client.get_run(row["run_id"])
+        assert run.data.tags["graftlab.stage"] == "transfer"  # children carry the stage tags

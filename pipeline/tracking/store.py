@@ -6,6 +6,7 @@ overrides it (e.g. an MLflow server backed by PostgreSQL for many machines).
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -35,10 +36,9 @@ def use_store(uri: str, experiment: str, artifact_root: Path | None) -> str:
     found = mlflow.get_experiment_by_name(experiment)
     if found is None:
         location = artifact_root.as_uri() if artifact_root and not uri.startswith("http") else None
-        try:
+        # another worker may create it between our lookup and create
+        with contextlib.suppress(mlflow.exceptions.MlflowException):
             mlflow.create_experiment(experiment, artifact_location=location)
-        except mlflow.exceptions.MlflowException:
-            pass  # another worker created it between our lookup and create
         found = mlflow.get_experiment_by_name(experiment)
     mlflow.set_experiment(experiment_id=found.experiment_id)  # fluent calls default to it
     return found.experiment_id
