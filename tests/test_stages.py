@@ -182,7 +182,9 @@ def test_bad_source_is_never_reported_as_helping(workdir):
 
 def test_models_and_artifacts_land_in_the_repository_store_not_in_cwd(workspace):
     tune.run(compose("tune.enabled=false"))
-    transfer.run(compose("tune.enabled=false", "transfer.run=[scratch,freeze_k]", "transfer.seeds=1"))
+    transfer.run(
+        compose("tune.enabled=false", "transfer.run=[scratch,freeze_k]", "transfer.seeds=1")
+    )
     assert not Path("mlruns").exists()
     index = _read("outputs/transfer/models/index.json")
     client = MlflowClient()
