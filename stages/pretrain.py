@@ -1,8 +1,8 @@
 """pretrain: train backbone + head on the source domain (best epoch by source val accuracy).
 
 Reads params: seed, model, pretrain, trainer; outputs/prepare/source.
-Writes outputs/pretrain/model/ (weights.safetensors, model.json, mlflow.json with the run and
-LoggedModel ids), outputs/pretrain/metrics.json and outputs/pretrain/history.csv.
+Writes outputs/pretrain/model/ (weights.safetensors of the best epoch, Lightning's best.ckpt,
+model.json, mlflow.json with the run and LoggedModel ids), outputs/pretrain/metrics.json and outputs/pretrain/history.csv.
 """
 
 from __future__ import annotations
@@ -74,6 +74,7 @@ def run(cfg: DictConfig) -> dict:
             settings,
             trainer_kwargs=trainer_kwargs(cfg),
             logger=run_logger(uri, cfg.tracking.experiment, r.info.run_id),
+            checkpoint_dir=out / "model",  # Lightning's best-epoch checkpoint: model/best.ckpt
         )
         spec = {
             "model": params["model"],
@@ -84,7 +85,7 @@ def run(cfg: DictConfig) -> dict:
             "dataset": source.name,
             "standardize": source.recipe.get("standardize"),
         }
-        (out / "model").mkdir()
+        (out / "model").mkdir(exist_ok=True)
         save_weights(model, out / "model" / "weights.safetensors", metadata=spec)
         write_json(out / "model" / SPEC, spec)
         model_id = log_weights_model(

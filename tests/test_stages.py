@@ -53,6 +53,14 @@ def test_pipeline_outputs_and_lineage_from_evaluation_back_to_data(workspace):
         "label_efficiency.png",
     ]
 
+    # pretrain kept Lightning's best-epoch checkpoint; it loads without pickle and holds the
+    # weights the stage published
+    from pipeline.models.weights import load_state_dict
+
+    ckpt = load_state_dict(Path("outputs/pretrain/model/best.ckpt"))
+    weights = load_state_dict(Path("outputs/pretrain/model/weights.safetensors"))
+    assert all(ckpt[f"model.{k}"].equal(v) for k, v in weights.items())
+
     # the tuned settings are what transfer used
     best = yaml.safe_load(Path("outputs/tune/best.yaml").read_text())
     index = _read("outputs/transfer/models/index.json")
