@@ -2,7 +2,8 @@
 
 Reads params: seed, model, pretrain, trainer; outputs/prepare/source.
 Writes outputs/pretrain/model/ (weights.safetensors of the best epoch, Lightning's best.ckpt,
-model.json, mlflow.json with the run and LoggedModel ids), outputs/pretrain/metrics.json and outputs/pretrain/history.csv.
+model.json, mlflow.json with the run and LoggedModel ids), outputs/pretrain/metrics.json and
+outputs/pretrain/history.csv.
 """
 
 from __future__ import annotations
