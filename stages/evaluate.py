@@ -328,11 +328,13 @@ def run(cfg: DictConfig) -> dict:
                 read_history(OUTPUTS / "transfer" / "history.csv"), primary, baseline
             ),
         }
-        curves = cfg.evaluate.curves
-        seeds = build.transfer_seeds(cfg)[: int(curves.seeds)]
+        depth, labels_cfg = cfg.evaluate.curves.freeze_depth, cfg.evaluate.curves.label_efficiency
+        all_seeds = build.transfer_seeds(cfg)
         trainer = CurveTrainer(cfg, target, source)
-        if curves.freeze_depth:
-            rows = freeze_depth_curve(trainer, index["labels_per_class"], seeds)
+        if depth.enabled:
+            rows = freeze_depth_curve(
+                trainer, index["labels_per_class"], all_seeds[: int(depth.seeds)]
+            )
             summary["freeze_depth"] = rows
             summary["best_depth"] = max(rows[1:], key=lambda r: r["frozen"])["k"]
             for r in rows:
@@ -344,8 +346,10 @@ def run(cfg: DictConfig) -> dict:
                     step=r["k"],
                 )
             plots.plot_freeze_depth(rows, arms[baseline]["mean"], report / "freeze_depth.png")
-        if curves.labels_per_class:
-            rows = label_curve(trainer, cfg, list(curves.labels_per_class), seeds)
+        if labels_cfg.labels_per_class:
+            rows = label_curve(
+                trainer, cfg, list(labels_cfg.labels_per_class), all_seeds[: int(labels_cfg.seeds)]
+            )
             summary["label_efficiency"] = rows
             budgets, scratch = [r["labels_per_class"] for r in rows], [r["scratch"] for r in rows]
             summary["labels_saved"] = labels_saved(budgets, [r["transfer"] for r in rows], scratch)

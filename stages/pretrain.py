@@ -24,12 +24,9 @@ from pipeline.tracking.models import SPEC, log_weights_model
 from pipeline.transfer.fit import fit
 from stages._build import model_factory, pretrain_settings, trainer_kwargs
 from stages._shell import OUTPUTS, read_json, run_stage, stage_output, use_tracking, write_json
+from stages._target import to_tensors
 
 STAGE = "pretrain"
-
-
-def tensors(split) -> tuple[torch.Tensor, torch.Tensor]:
-    return torch.from_numpy(split.x), torch.from_numpy(split.y)
 
 
 def write_history(path: Path, rows: list[dict]) -> None:
@@ -70,8 +67,8 @@ def run(cfg: DictConfig) -> dict:
         mlflow.log_text(OmegaConf.to_yaml(cfg), "config.yaml")
         result = fit(
             model,
-            tensors(source.splits["train"]),
-            tensors(source.splits["val"]),
+            to_tensors(source, "train"),
+            to_tensors(source, "val"),
             settings,
             trainer_kwargs=trainer_kwargs(cfg),
             logger=run_logger(uri, cfg.tracking.experiment, r.info.run_id),

@@ -178,8 +178,8 @@ def test_bad_source_is_never_reported_as_helping(workdir):
         "tune.enabled=false",
         "transfer.run=[scratch,freeze_k]",
         "transfer.seeds=3",
-        "evaluate.curves.freeze_depth=false",
-        "evaluate.curves.labels_per_class=[]",
+        "evaluate.curves.freeze_depth.enabled=false",
+        "evaluate.curves.label_efficiency.labels_per_class=[]",
         "evaluate.scores.enabled=false",
     )
     for stage in (prepare, pretrain, tune, transfer):
