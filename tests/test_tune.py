@@ -187,7 +187,7 @@ def _parallel(workspace, storage=None):
         for _ in range(2)
     ]
     errors = [p.communicate()[1] for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], errors
+    assert [p.returncode for p in procs] == [0, 0], "\n".join(e[-1500:] for e in errors)
     study = _study(workspace, storage)
     c = counts(study)
     numbers = [t.number for t in study.trials]

@@ -8,9 +8,13 @@ marked FAIL and re-queued once by ``RetryFailedTrialCallback``.
 
 from __future__ import annotations
 
+import random
+import time
 from pathlib import Path
 
 from pipeline.errors import ConfigError
+
+_SCHEMA_RETRIES = 5
 
 
 def redact(url: str) -> str:
@@ -52,18 +56,30 @@ def open_storage(
             "null (journal file) or a PostgreSQL/MySQL URL: "
             "SQLite is not safe for parallel workers",
         )
-    try:
-        return RDBStorage(
-            url,
-            heartbeat_interval=heartbeat_interval,
-            grace_period=grace_period,
-            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
-            engine_kwargs={"pool_pre_ping": True, "connect_args": _connect_args(url)},
-        )
-    except (optuna.exceptions.StorageInternalError, ImportError, ValueError) as err:
-        raise ConfigError("tune.storage", redact(url), f"a reachable database ({err})") from err
-    except Exception as err:  # SQLAlchemy's OperationalError/ArgumentError and driver errors
-        raise ConfigError("tune.storage", redact(url), f"a reachable database ({err})") from err
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+    for attempt in range(_SCHEMA_RETRIES):
+        try:
+            return RDBStorage(
+                url,
+                heartbeat_interval=heartbeat_interval,
+                grace_period=grace_period,
+                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
+                engine_kwargs={"pool_pre_ping": True, "connect_args": _connect_args(url)},
+            )
+        except (IntegrityError, ProgrammingError) as err:
+            # Workers started together all create Optuna's schema on a fresh database and
+            # PostgreSQL rejects all but one (duplicate type/table): wait, then use what exists.
+            if attempt == _SCHEMA_RETRIES - 1:
+                raise ConfigError(
+                    "tune.storage", redact(url), f"a usable database ({err})"
+                ) from err
+            time.sleep(0.2 + random.random() * (attempt + 1))
+        except (optuna.exceptions.StorageInternalError, ImportError, ValueError) as err:
+            raise ConfigError("tune.storage", redact(url), f"a reachable database ({err})") from err
+        except Exception as err:  # SQLAlchemy's OperationalError/ArgumentError, driver errors
+            raise ConfigError("tune.storage", redact(url), f"a reachable database ({err})") from err
+    raise AssertionError("unreachable")
 
 
 def _connect_args(url: str) -> dict:
