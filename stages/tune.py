@@ -163,7 +163,12 @@ def objective_for(
             tags={**run_tags, "optuna.trial": str(trial.number)},
         )
         trial.set_user_attr("mlflow_run_id", child.info.run_id)
-        mlflow.log_params(flatten({"trial": trial.number, **values}))
+        # One buffered logger carries the trial's params, per-epoch metrics, result and state:
+        # a trial costs one MLflow write besides starting and ending its run.
+        logger = run_logger(
+            uri, cfg.tracking.experiment, child.info.run_id, buffered=True, flush_on_finalize=False
+        )
+        logger.log_hyperparams({"trial": trial.number, **values})
         status, state = "FAILED", "FAIL"
         try:
             result = train_arm(
@@ -173,11 +178,11 @@ def objective_for(
                 source,
                 labels,
                 cache=cache,
-                logger=run_logger(uri, cfg.tracking.experiment, child.info.run_id, buffered=True),
+                logger=logger,
                 callbacks=(PyTorchLightningPruningCallback(trial, monitor="val/acc"),),
                 prefix_caching=prefix_caching,
             )
-            mlflow.log_metrics(
+            logger.log_metrics(
                 {
                     "best/val_acc": result.best_val_acc,
                     "best/epoch": result.best_epoch,
@@ -191,7 +196,8 @@ def objective_for(
                 status, state = "KILLED", "PRUNED"
             raise
         finally:
-            mlflow.set_tag("optuna.state", state)
+            logger.set_tags({"optuna.state": state})
+            logger.flush()
             mlflow.end_run(status)
 
     return objective

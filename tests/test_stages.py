@@ -89,8 +89,29 @@ def test_pipeline_outputs_and_lineage_from_evaluation_back_to_data(workspace):
     assert "config.yaml" in [a.path for a in client.list_artifacts(pre.info.run_id)]
     assert pre.data.params["model._target_"] == "pipeline.models.small_cnn.small_cnn"
     # per-epoch metrics from Lightning landed in the same runs
-    assert len(client.get_metric_history(pre.info.run_id, "val/acc")) == cfg.pretrain.epochs
+    for key in ("val/acc", "val/loss", "train/loss", "train/acc"):
+        steps = [m.step for m in client.get_metric_history(pre.info.run_id, key)]
+        assert len(steps) == cfg.pretrain.epochs and steps == sorted(set(steps)), key
     assert client.get_metric_history(arm_run.info.run_id, "val/acc")
+
+    # the study: the tune run is the parent of one nested run per trial, each trial holding its
+    # params, per-epoch metrics, result and Optuna state; the best trial is the one best.yaml names
+    trials = client.search_runs(
+        [pre.info.experiment_id], f"tags.`mlflow.parentRunId` = '{best['tune_run_id']}'"
+    )
+    assert len(trials) == cfg.tune.n_trials
+    assert {r.data.tags["optuna.trial"] for r in trials} == {"0", "1", "2"}
+    for r in trials:
+        state = r.data.tags["optuna.state"]
+        assert (state, r.info.status) in {("COMPLETE", "FINISHED"), ("PRUNED", "KILLED")}
+        assert r.data.params["transfer.freeze_groups"] in {"0", "1", "2", "3", "4"}
+        assert client.get_metric_history(r.info.run_id, "train/loss")
+    top = client.get_run(best["best_trial_run_id"])
+    assert top.data.tags["optuna.trial"] == str(best["best_trial"])
+    assert top.data.metrics["best/val_acc"] == pytest.approx(best["best_value"])
+    tuned = {k: float(v) for k, v in best["overrides"].items()}
+    assert {k: float(top.data.params[k]) for k in tuned} == pytest.approx(tuned)
+    assert len(client.get_metric_history(top.info.run_id, "val/acc")) == cfg.tune.epochs
 
 
 def test_same_seed_gives_same_metrics(workspace):

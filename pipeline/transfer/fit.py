@@ -73,8 +73,8 @@ class EpochHistory(Callback):
 
     def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         row = {"epoch": trainer.current_epoch, "seconds": time.perf_counter() - self.t0}
-        row.update({k: float(v) for k, v in trainer.callback_metrics.items()})
         row.update(module.train_epoch_metrics())
+        row.update(module.val_metrics)
         self.rows.append(row)
 
 

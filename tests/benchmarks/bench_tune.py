@@ -45,8 +45,11 @@ def main(n_trials: int = 20, overrides: list[str] | None = None) -> None:
         from stages._build import instantiate
 
         pruner = instantiate(cfg, "tune.pruner") if pruning else optuna.pruners.NopPruner()
-        s = optuna.create_study(
-            direction="maximize", pruner=pruner, sampler=instantiate(cfg, "tune.sampler")
+        s = optuna.create_study(  # a fixed name: Hyperband assigns brackets by name and number
+            study_name="bench",
+            direction="maximize",
+            pruner=pruner,
+            sampler=instantiate(cfg, "tune.sampler"),
         )
         if fixed:
             s.enqueue_trial(fixed)
@@ -56,7 +59,10 @@ def main(n_trials: int = 20, overrides: list[str] | None = None) -> None:
         with mlflow.start_run(experiment_id=exp, run_name="bench"):
             t0 = time.perf_counter()
             run_trials(s, objective, n, max_failures=n)
-            return time.perf_counter() - t0, s.best_value
+            seconds = time.perf_counter() - t0
+        states = [t.state.name for t in s.trials]
+        epochs = sum(len(t.intermediate_values) for t in s.trials)
+        return seconds, s.best_value, states.count("PRUNED"), epochs
 
     # warm-up (imports, first Trainer), not timed
     study(True, True, 1)
@@ -72,11 +78,12 @@ def main(n_trials: int = 20, overrides: list[str] | None = None) -> None:
     }
     one = min(study(False, False, 1, fixed=full)[0] for _ in range(3))
     print(f"one full fine-tune trial (k=0, {cfg.tune.epochs} epochs): {one:.2f} s")
-    print(f"{'variant':<28}{'study s':>10}{'ratio':>8}{'best val acc':>14}")
+    header = f"{'variant':<28}{'study s':>9}{'ratio':>7}{'best val acc':>14}"
+    print(f"{header}{'pruned':>8}{'epochs':>8}")
     for caching, pruning in [(False, False), (True, False), (False, True), (True, True)]:
-        seconds, best = study(caching, pruning, n_trials)
+        seconds, best, pruned, epochs = study(caching, pruning, n_trials)
         name = f"caching={'on' if caching else 'off'}, pruning={'on' if pruning else 'off'}"
-        print(f"{name:<28}{seconds:>10.1f}{seconds / one:>8.2f}{best:>14.3f}")
+        print(f"{name:<28}{seconds:>9.1f}{seconds / one:>7.2f}{best:>14.3f}{pruned:>8}{epochs:>8}")
     print(f"(goal: a {n_trials}-trial study <= 5x one full trial; a naive search is ~{n_trials}x)")
 
 
