@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import sys
 import tempfile
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from pipeline import cpu_share
 from pipeline.errors import ConfigError, GraftlabError
 
 PARAMS = Path("params.yaml")
@@ -155,6 +157,9 @@ def run_stage(
             import torch
 
             torch.set_num_threads(int(cfg.trainer.threads))
+        elif "OMP_NUM_THREADS" not in os.environ:
+            cpu_share.register()  # parallel workers share the cores (see pipeline.cpu_share)
+            cpu_share.rebalance()
         metrics = run(cfg)
     except GraftlabError as err:
         print(f"error in stage {stage}: {err}", file=sys.stderr)

@@ -14,6 +14,7 @@ import lightning.pytorch as L
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
+from pipeline import cpu_share
 from pipeline.data.batches import TensorBatches
 from pipeline.errors import TrainingError
 from pipeline.models.grouped import GroupedNet
@@ -62,6 +63,14 @@ class BestWeights(Callback):
         if value > self.best:
             self.best = value
             self.state = {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+class ShareCores(Callback):
+    """Re-takes this process's share of the CPU cores every epoch (see :mod:`pipeline.cpu_share`),
+    so a long run gives cores back when another worker starts."""
+
+    def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        cpu_share.rebalance()
 
 
 class EpochHistory(Callback):
@@ -151,7 +160,7 @@ def fit(
         trainer = L.Trainer(
             max_epochs=settings.epochs,
             logger=logger,
-            callbacks=[best, history, *callbacks],
+            callbacks=[best, history, ShareCores(), *callbacks],
             default_root_dir=tmp,
             num_sanity_val_steps=0,
             enable_model_summary=False,
