@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from pipeline.metrics._inputs import features_and_labels
+
 _ROW_SUM_ATOL = 1e-4
 
 
@@ -37,27 +39,16 @@ def _check_inputs(
     Raises:
         ValueError: If shapes, values or dtypes are not allowed.
     """
-    probs = np.asarray(source_probs)
-    labels = np.asarray(target_labels)
-    if probs.ndim != 2 or probs.shape[0] == 0 or probs.shape[1] == 0:
-        raise ValueError(
-            f"source_probs must be a non-empty 2-D array of shape (n, Z), got shape {probs.shape}"
-        )
-    if labels.ndim != 1 or labels.shape[0] != probs.shape[0]:
-        raise ValueError(
-            "target_labels must be a 1-D array with one label per row of source_probs "
-            f"({probs.shape[0]}), got shape {labels.shape}"
-        )
-    if not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0:
-        raise ValueError("target_labels must be non-negative integers in [0, C)")
-    probs = probs.astype(np.float64)
-    if not np.all(np.isfinite(probs)) or probs.min() < 0:
-        raise ValueError("source_probs must be finite and non-negative")
+    probs, labels = features_and_labels(
+        source_probs, target_labels, names=("source_probs", "target_labels")
+    )
+    if probs.min() < 0:
+        raise ValueError("source_probs must be non-negative")
     if not np.allclose(probs.sum(axis=1), 1.0, rtol=0.0, atol=_ROW_SUM_ATOL):
         raise ValueError(
             f"source_probs rows must sum to 1 (softmax outputs) within {_ROW_SUM_ATOL}"
         )
-    return probs, labels.astype(np.int64)
+    return probs, labels
 
 
 def leep(source_probs: np.ndarray, target_labels: np.ndarray) -> float:
