@@ -133,8 +133,8 @@ def _tune_cmd(*overrides):
     return [sys.executable, "-m", "stages.tune", *overrides]
 
 
-def _study(workspace, storage=None):
-    cfg = compose(*SLOW, *(["tune.storage=" + storage] if storage else []))
+def _study(workspace, storage=None, overrides=()):
+    cfg = compose(*SLOW, *overrides, *(["tune.storage=" + storage] if storage else []))
     source = Source(workspace / "outputs/pretrain/model")
     from pipeline.data.store import load_domain
 
@@ -145,21 +145,23 @@ def _study(workspace, storage=None):
 
 
 def test_killed_worker_resumes_with_completed_trials_kept(workspace):
-    write_params(workspace, compose(*SLOW))
+    # long enough trials that the kill lands mid-study (6 short trials can finish in ~2 s)
+    longer = ("tune.epochs=40",)
+    write_params(workspace, compose(*SLOW, *longer))
     proc = subprocess.Popen(
         _tune_cmd(), cwd=workspace, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     journal = workspace / "optuna-journal.log"
     deadline = time.time() + 120
     while time.time() < deadline:
-        time.sleep(0.5)
-        if journal.exists() and counts(_study(workspace))["COMPLETE"] >= 2:
+        time.sleep(0.2)
+        if journal.exists() and counts(_study(workspace, overrides=longer))["COMPLETE"] >= 2:
             break
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     before = {
         t.number: t.value
-        for t in _study(workspace).trials
+        for t in _study(workspace, overrides=longer).trials
         if t.state == optuna.trial.TrialState.COMPLETE
     }
     assert 2 <= len(before) < 6
@@ -167,7 +169,7 @@ def test_killed_worker_resumes_with_completed_trials_kept(workspace):
 
     done = subprocess.run(_tune_cmd(), cwd=workspace, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    study = _study(workspace)
+    study = _study(workspace, overrides=longer)
     c = counts(study)
     assert c["COMPLETE"] + c["PRUNED"] == 6 and c["RUNNING"] == 0
     after = {t.number: t.value for t in study.trials}
