@@ -153,10 +153,13 @@ def run_stage(
     quiet_libraries()
     try:
         cfg = load_config(sys.argv[1:] if argv is None else argv)
-        if cfg.trainer.get("threads"):
+        threads = cfg.trainer.get("threads")
+        if threads is not None:
+            if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+                raise ConfigError("trainer.threads", threads, "an integer >= 1, or null (auto)")
             import torch
 
-            torch.set_num_threads(int(cfg.trainer.threads))
+            torch.set_num_threads(threads)
         elif "OMP_NUM_THREADS" not in os.environ:
             cpu_share.register()  # parallel workers share the cores (see pipeline.cpu_share)
             cpu_share.rebalance()

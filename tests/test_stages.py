@@ -223,3 +223,15 @@ def test_models_and_artifacts_land_in_the_repository_store_not_in_cwd(workspace)
         assert model.source_run_id == row["run_id"]
         run = client.get_run(row["run_id"])
         assert run.data.tags["graftlab.stage"] == "transfer"  # children carry the stage tags
+
+
+@pytest.mark.parametrize("threads", ["0", "-2", "many"])
+def test_bad_thread_count_is_named_before_anything_runs(workspace, threads, capsys):
+    from stages._shell import run_stage
+
+    ran = []
+    with pytest.raises(SystemExit) as exit_info:
+        run_stage("transfer", ran.append, [f"trainer.threads={threads}"])
+    assert exit_info.value.code == 2 and ran == []
+    err = capsys.readouterr().err
+    assert "trainer.threads=" in err and "is not allowed" in err and threads in err
