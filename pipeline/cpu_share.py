@@ -20,6 +20,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from pipeline.processes import pid_alive
+
 _registered: Path | None = None
 
 
@@ -34,16 +36,6 @@ def cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, owned by someone else
-        return True
-    return True
 
 
 def register() -> None:
@@ -71,7 +63,7 @@ def live_processes() -> int:
     for path in folder().iterdir() if folder().is_dir() else ():
         if not path.name.isdigit():
             continue
-        if _alive(int(path.name)):
+        if pid_alive(int(path.name)):
             n += 1
         else:
             path.unlink(missing_ok=True)

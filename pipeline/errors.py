@@ -33,5 +33,18 @@ class CheckpointError(GraftlabError):
         super().__init__(f"{path}: {problem}")
 
 
+class DataError(GraftlabError):
+    """A dataset file or folder is missing, unreadable or holds data that cannot be used.
+
+    Args:
+        path: The file or folder (or the config key that names it).
+        problem: What is wrong and what is needed instead.
+    """
+
+    def __init__(self, path: object, problem: str) -> None:
+        self.path = path
+        super().__init__(f"{path}: {problem}")
+
+
 class TrainingError(GraftlabError):
     """Training diverged (NaN/inf loss) or produced no usable model."""

@@ -2,27 +2,33 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 
+import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline.data.domain import Domain
 from pipeline.errors import ConfigError
+from pipeline.objectives import Objective
 from pipeline.transfer.arms import Arm, ModelFactory
 from pipeline.transfer.freezing import resolve_depth
 from pipeline.transfer.settings import FitSettings
 
-ARM_KEYS = {"init_groups", *FitSettings.__dataclass_fields__} - {"seed", "section"}
+_FACTORIES = ("optimizer", "scheduler", "augment")
 SHARED_KEYS = set(FitSettings.__dataclass_fields__) - {"seed", "section"}
+ARM_KEYS = {"init_groups", "objectives", *SHARED_KEYS}
 
 
-def instantiate(cfg: DictConfig, key: str, **kwargs: object) -> object:
-    """``hydra.utils.instantiate`` of ``cfg.<key>`` with errors that name the key."""
+def instantiate(cfg: DictConfig | dict, key: str, node: object = None, **kwargs: object) -> object:
+    """``hydra.utils.instantiate`` of ``cfg.<key>`` (or of ``node``), errors naming the key."""
     from hydra.errors import InstantiationException
     from hydra.utils import instantiate as hydra_instantiate
 
-    node = OmegaConf.select(cfg, key)
-    if node is None or "_target_" not in node:
+    node = OmegaConf.select(cfg, key) if node is None else node
+    if not isinstance(node, dict | DictConfig) or "_target_" not in node:
         raise ConfigError(
             key,
             node,
@@ -34,19 +40,20 @@ def instantiate(cfg: DictConfig, key: str, **kwargs: object) -> object:
         cause = err.__cause__
         if isinstance(cause, ConfigError):
             raise cause from None
-        allowed = "an importable callable"
-        if isinstance(cause, TypeError):
-            allowed = "a callable that accepts the settings under " + key
-        raise ConfigError(f"{key}._target_", node._target_, f"{allowed} ({cause or err})") from err
+        if isinstance(cause, ValueError | TypeError):
+            allowed = f"valid settings for {node['_target_']} ({cause})"
+            raise ConfigError(key, dict(node), allowed) from err
+        allowed = f"an importable callable ({err})"
+        raise ConfigError(f"{key}._target_", node["_target_"], allowed) from err
 
 
 def build_domain(cfg: DictConfig, which: str) -> Domain:
     """The source or target dataset described by ``data.<which>``."""
-    return instantiate(cfg, f"data.{which}", image_size=cfg.data.image_size, seed=cfg.seed)
+    return instantiate(cfg, f"data.{which}", seed=cfg.seed)
 
 
 def model_factory(cfg: DictConfig) -> ModelFactory:
-    """``num_classes -> GroupedNet`` for the configured backbone (checked once here)."""
+    """``num_classes -> GroupedNet`` for the configured backbone."""
     factory = partial(instantiate, cfg, "model")
     return lambda num_classes: factory(num_classes=num_classes)
 
@@ -64,18 +71,44 @@ def trainer_kwargs(cfg: DictConfig, progress_bar: bool | None = None) -> dict:
     return kw
 
 
+def _factories(spec: dict, section: str) -> dict:
+    """Optimiser, scheduler and augmentation factories from their ``_target_`` configs."""
+    return {
+        k: None if spec[k] is None else instantiate({}, f"{section}.{k}", spec[k])
+        for k in _FACTORIES
+        if k in spec
+    }
+
+
 def pretrain_settings(cfg: DictConfig) -> FitSettings:
-    p = cfg.pretrain
+    p = OmegaConf.to_container(cfg.pretrain, resolve=True)
     return FitSettings(
-        epochs=p.epochs,
-        batch_size=p.batch_size,
-        head_lr=p.lr,
-        backbone_lr=p.lr,
-        weight_decay=p.weight_decay,
-        optimizer=p.optimizer,
+        epochs=p["epochs"],
+        batch_size=p["batch_size"],
+        head_lr=p["lr"],
+        backbone_lr=p["lr"],
+        weight_decay=p["weight_decay"],
         seed=cfg.seed,
         section="pretrain",
+        **_factories(p, "pretrain"),
     )
+
+
+def objectives_factory(specs: dict, key: str) -> Callable[[], dict[str, Objective]]:
+    """Makes fresh loss terms from ``{name: {_target_: ...}}``; each is built once here to
+    check it (so a bad term fails before any training)."""
+    if not specs:
+        raise ConfigError(key, specs, "at least one objective ({name: {_target_: ...}})")
+
+    def make() -> dict[str, Objective]:
+        built = {n: instantiate({}, f"{key}.{n}", s) for n, s in specs.items()}
+        for name, term in built.items():
+            if not isinstance(term, Objective):
+                raise ConfigError(f"{key}.{name}._target_", specs[name]["_target_"], "an Objective")
+        return built
+
+    make()
+    return make
 
 
 def arm(cfg: DictConfig, name: str, groups: int, seed: int) -> Arm:
@@ -84,27 +117,45 @@ def arm(cfg: DictConfig, name: str, groups: int, seed: int) -> Arm:
     if name not in arms:
         raise ConfigError("transfer.run", name, list(arms))
     spec = OmegaConf.to_container(arms[name], resolve=True)
-    unknown = set(spec) - ARM_KEYS
+    unknown = sorted(set(spec) - ARM_KEYS)
     if unknown:
-        raise ConfigError(
-            f"transfer.arms.{name}.{sorted(unknown)[0]}", spec[sorted(unknown)[0]], sorted(ARM_KEYS)
-        )
-    shared = {
-        k: v
-        for k, v in OmegaConf.to_container(cfg.transfer, resolve=True).items()
-        if k in SHARED_KEYS
-    }
-    merged = {**shared, **{k: v for k, v in spec.items() if v is not None}}
+        raise ConfigError(f"transfer.arms.{name}.{unknown[0]}", spec[unknown[0]], sorted(ARM_KEYS))
+    shared = OmegaConf.to_container(cfg.transfer, resolve=True)
+    merged = {k: v for k, v in shared.items() if k in SHARED_KEYS | {"objectives"}}
+    merged |= {k: v for k, v in spec.items() if v is not None}
+    section = f"transfer.arms.{name}" if set(spec) & {"head_lr", "backbone_lr"} else "transfer"
     init_groups = resolve_depth(
         merged.pop("init_groups", "all"), groups, f"transfer.arms.{name}.init_groups"
     )
-    key = (
-        "transfer.freeze_groups"
-        if "freeze_groups" not in spec
-        else f"transfer.arms.{name}.freeze_groups"
+    where = "transfer" if "freeze_groups" not in spec else f"transfer.arms.{name}"
+    merged["freeze_groups"] = resolve_depth(
+        merged["freeze_groups"], groups, f"{where}.freeze_groups"
     )
-    merged["freeze_groups"] = resolve_depth(merged["freeze_groups"], groups, key)
-    return Arm(name, init_groups, FitSettings(**merged, seed=seed))
+    where = "transfer" if "objectives" not in spec else f"transfer.arms.{name}"
+    make = objectives_factory(merged.pop("objectives"), f"{where}.objectives")
+    merged |= _factories(merged, section)
+    try:
+        settings = FitSettings(**merged, seed=seed, section=section)
+    except ConfigError as err:  # name the key the bad value came from
+        field = err.key.rpartition(".")[2]
+        where = f"transfer.arms.{name}" if field in spec else "transfer"
+        raise ConfigError(f"{where}.{field}", err.value, err.allowed) from None
+    return Arm(name, init_groups, settings, make)
+
+
+def trial_arm(cfg: DictConfig, groups: int) -> Callable[[dict], Arm]:
+    """The primary arm for the config with a trial's ``{key: value}`` applied, trained for
+    ``tune.epochs``."""
+
+    def arm_for(values: dict) -> Arm:
+        trial_cfg = cfg.copy()
+        for key, value in values.items():
+            OmegaConf.update(trial_cfg, key, value)
+        built = arm(trial_cfg, cfg.transfer.primary, groups, int(cfg.seed))
+        settings = dataclasses.replace(built.settings, epochs=int(cfg.tune.epochs))
+        return dataclasses.replace(built, settings=settings)
+
+    return arm_for
 
 
 def arm_names(cfg: DictConfig) -> list[str]:
@@ -117,10 +168,22 @@ def arm_names(cfg: DictConfig) -> list[str]:
     for key in ("primary", "baseline"):
         if cfg.transfer[key] not in names:
             raise ConfigError(f"transfer.{key}", cfg.transfer[key], names)
-    if int(cfg.transfer.seeds) < 1:
-        raise ConfigError("transfer.seeds", cfg.transfer.seeds, "an integer >= 1")
+    seeds = cfg.transfer.seeds
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise ConfigError("transfer.seeds", seeds, "an integer >= 1")
     return names
 
 
 def transfer_seeds(cfg: DictConfig) -> list[int]:
     return [int(cfg.seed) + i for i in range(int(cfg.transfer.seeds))]
+
+
+def tuned_config(cfg: DictConfig, best_path: Path) -> tuple[DictConfig, dict]:
+    """``cfg`` with the tune stage's best overrides applied, and the best.yaml contents."""
+    from stages._shell import apply_overrides
+
+    if not best_path.is_file():
+        return cfg, {}
+    best = yaml.safe_load(best_path.read_text()) or {}
+    overrides = [f"{k}={v}" for k, v in (best.get("overrides") or {}).items()]
+    return apply_overrides(cfg, overrides), best

@@ -24,7 +24,6 @@ from pipeline.errors import ConfigError, GraftlabError
 
 PARAMS = Path("params.yaml")
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
-OUTPUTS = Path("outputs")
 
 
 def compose_conf(overrides: Sequence[str] = ()) -> dict:
@@ -76,27 +75,22 @@ def load_config(overrides: Sequence[str] = (), params: Path = PARAMS) -> DictCon
     return apply_overrides(OmegaConf.load(params), overrides)
 
 
-def section(cfg: DictConfig, key: str) -> dict:
-    """A config section as a plain dict."""
-    return OmegaConf.to_container(OmegaConf.select(cfg, key), resolve=True)
-
-
 @contextmanager
-def stage_output(stage: str, outputs: Path = OUTPUTS) -> Iterator[Path]:
-    """Yield an empty temp folder; on success it replaces ``outputs/<stage>`` in one rename.
+def stage_output(final: Path) -> Iterator[Path]:
+    """Yield an empty temp folder beside ``final``; on success it replaces ``final`` in one rename.
 
     On any error the temp folder is removed and the previous outputs (if any) stay untouched, so a
     crash never leaves a half-written stage output.
     """
-    outputs.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{stage}-", dir=outputs))
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
     tmp.chmod(0o755)
     try:
         yield tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    final, old = outputs / stage, outputs / f".{stage}.old"
+    old = final.parent / f".{final.name}.old"
     if (final / ".gitignore").exists():  # DVC's list of cached outputs: keep it across the swap
         shutil.copy(final / ".gitignore", tmp / ".gitignore")
     shutil.rmtree(old, ignore_errors=True)
@@ -104,18 +98,6 @@ def stage_output(stage: str, outputs: Path = OUTPUTS) -> Iterator[Path]:
         final.rename(old)
     tmp.rename(final)
     shutil.rmtree(old, ignore_errors=True)
-
-
-def write_json(path: Path, obj: object) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
-
-
-def read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise GraftlabError(f"cannot read {path} ({err}); run the stage that writes it") from err
 
 
 def use_tracking(cfg: DictConfig) -> tuple[str, str]:

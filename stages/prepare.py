@@ -1,9 +1,9 @@
 """prepare: build the source and target datasets at one resolution and normalisation.
 
-Reads params: seed, data.image_size, data.source, data.target.
-Writes outputs/prepare/{source,target}/: arrays.safetensors (train/val[/test] splits),
-card.json (class counts, split sizes, sha256 digests, recipe) and mlflow.json (the run that made
-them). Both domains are standardised with the source training mean and std.
+Reads params: seed, data.source, data.target, paths.
+Writes <paths.prepare>/{source,target}/: arrays.safetensors (train/val[/test] splits), card.json
+(class counts, split sizes, sha256 digests, recipe) and mlflow.json (the run that made them).
+Image domains are normalised per channel with the source training split's statistics.
 """
 
 from __future__ import annotations
@@ -11,36 +11,37 @@ from __future__ import annotations
 import mlflow
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline.data.domain import standardize
-from pipeline.data.store import save_domain
+from pipeline.data.images.transforms import channel_stats, normalize
+from pipeline.data.store import ARRAYS, save_domain
 from pipeline.tracking.datasets import log_card_inputs
 from pipeline.tracking.lineage import flatten, stage_tags
 from stages._build import build_domain
-from stages._shell import run_stage, stage_output, use_tracking, write_json
+from stages._files import Layout, write_json
+from stages._shell import run_stage, stage_output, use_tracking
 
 STAGE = "prepare"
 
 
 def run(cfg: DictConfig) -> dict:
+    paths = Layout.of(cfg)
     source, target = build_domain(cfg, "source"), build_domain(cfg, "target")
-    x = source.splits["train"].x
-    mean, std = float(x.mean()), float(x.std())
-    source, target = standardize(source, mean, std), standardize(target, mean, std)
+    if source.modality == target.modality == "image":
+        mean, std = channel_stats(source)
+        source, target = normalize(source, mean, std), normalize(target, mean, std)
     _, experiment_id = use_tracking(cfg)
     params = {"seed": cfg.seed, "data": OmegaConf.to_container(cfg.data, resolve=True)}
     with (
         mlflow.start_run(
             run_name=STAGE, experiment_id=experiment_id, tags=stage_tags(STAGE, ".")
         ) as r,
-        stage_output(STAGE) as out,
+        stage_output(paths.prepare) as out,
     ):
         mlflow.log_params(flatten(params))
         metrics = {}
         for role, domain in (("source", source), ("target", target)):
             card = save_domain(domain, out / role)
-            log_card_inputs(
-                card, out / role / "arrays.safetensors", {s: f"{role}-{s}" for s in card["splits"]}
-            )
+            arrays = paths.domain(role) / ARRAYS  # logged with its final path, not the temp one
+            log_card_inputs(card, arrays, {s: f"{role}-{s}" for s in card["splits"]})
             mlflow.log_dict(card, f"data_cards/{role}.json")
             mlflow.set_tag(f"graftlab.{role}_sha256", card["sha256"])
             write_json(out / role / "mlflow.json", {"run_id": r.info.run_id})

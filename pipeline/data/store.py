@@ -9,7 +9,7 @@ import numpy as np
 from safetensors.numpy import load_file, save_file
 
 from pipeline.data.domain import Domain, Split
-from pipeline.errors import GraftlabError
+from pipeline.errors import DataError
 
 ARRAYS, CARD = "arrays.safetensors", "card.json"
 
@@ -20,7 +20,8 @@ def save_domain(domain: Domain, folder: Path) -> dict:
     tensors = {}
     for name, split in domain.splits.items():
         tensors[f"{name}.x"] = np.ascontiguousarray(split.x)
-        tensors[f"{name}.y"] = np.ascontiguousarray(split.y)
+        if split.y is not None:
+            tensors[f"{name}.y"] = np.ascontiguousarray(split.y)
     save_file(tensors, str(folder / ARRAYS))
     card = domain.card()
     (folder / CARD).write_text(json.dumps(card, indent=2) + "\n")
@@ -33,11 +34,15 @@ def load_domain(folder: Path) -> Domain:
         card = json.loads((folder / CARD).read_text())
         tensors = load_file(str(folder / ARRAYS))
     except (OSError, ValueError) as err:
-        raise GraftlabError(
-            f"cannot read prepared data in {folder} ({err}); run the prepare stage first"
+        raise DataError(
+            folder, f"cannot read prepared data ({err}); run the prepare stage"
         ) from err
-    splits = {name: Split(tensors[f"{name}.x"], tensors[f"{name}.y"]) for name in card["splits"]}
-    domain = Domain(card["name"], tuple(card["classes"]), splits, card["recipe"])
+    splits = {
+        name: Split(tensors[f"{name}.x"], tensors.get(f"{name}.y")) for name in card["splits"]
+    }
+    domain = Domain(
+        card["name"], tuple(card["classes"]), splits, card["recipe"], card.get("modality", "image")
+    )
     if domain.card()["sha256"] != card["sha256"]:
-        raise GraftlabError(f"{folder / ARRAYS} does not match the digest in {folder / CARD}")
+        raise DataError(folder / ARRAYS, f"does not match the digest in {folder / CARD}")
     return domain

@@ -26,3 +26,12 @@ def classification_metrics(logits: torch.Tensor, y: torch.Tensor, num_classes: i
         "per_class_acc": multiclass_accuracy(preds, y, average=None, **kw).tolist(),
         "confusion": multiclass_confusion_matrix(preds, y, **kw).tolist(),
     }
+
+
+def model_metrics(
+    model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int
+) -> dict:
+    """:func:`classification_metrics` of ``model`` (in eval mode, batched) on ``(x, y)``."""
+    from pipeline.models.predict import predict_logits
+
+    return classification_metrics(predict_logits(model, x), y, num_classes)

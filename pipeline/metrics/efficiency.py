@@ -78,3 +78,35 @@ def compute_saved(transfer: Sequence[dict], scratch: Sequence[dict], key: str = 
         "scratch_seconds": s["seconds"],
         "seconds_saved": s["seconds"] - t["seconds"],
     }
+
+
+def mean_compute_saved(history: Sequence[dict], primary: str, baseline: str) -> dict:
+    """:func:`compute_saved` of ``primary`` vs ``baseline`` per paired seed, averaged.
+
+    Args:
+        history: Per-epoch rows with ``arm``, ``seed``, ``epoch``, ``val_acc``, ``seconds``.
+    """
+    per_seed = []
+    for seed in sorted({r["seed"] for r in history}):
+        t = [r for r in history if r["arm"] == primary and r["seed"] == seed]
+        s = [r for r in history if r["arm"] == baseline and r["seed"] == seed]
+        if t and s:
+            per_seed.append(compute_saved(t, s))
+    if not per_seed:
+        return {}
+    return {
+        k: float(np.nanmean([p[k] for p in per_seed]))
+        if any(not math.isnan(p[k]) for p in per_seed)
+        else math.nan
+        for k in per_seed[0]
+    }
+
+
+def label_savings(
+    labels: Sequence[float], transfer: Sequence[float], scratch: Sequence[float], reached: float
+) -> dict[str, float]:
+    """:func:`labels_saved`, plus ``scratch_equivalent``: the labels per class scratch needs on
+    the curve to reach ``reached`` (the transfer arm's accuracy at its budget)."""
+    out = labels_saved(labels, transfer, scratch)
+    out["scratch_equivalent"] = labels_to_reach(labels, scratch, reached)
+    return out

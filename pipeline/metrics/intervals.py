@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats
@@ -21,3 +22,31 @@ def mean_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[fl
         return mean, -math.inf, math.inf
     half = stats.t.ppf((1.0 + confidence) / 2.0, df=len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v))
     return mean, float(mean - half), float(mean + half)
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A mean over paired seeds with its two-sided Student-t confidence interval.
+
+    Attributes:
+        mean: The mean.
+        low: Lower end (-inf for a single value).
+        high: Upper end (inf for a single value).
+        values: The values it summarises.
+    """
+
+    mean: float
+    low: float
+    high: float
+    values: tuple[float, ...] = ()
+
+    @classmethod
+    def of(cls, values: Sequence[float], confidence: float = 0.95) -> Interval:
+        """The mean and interval of ``values`` (see :func:`mean_interval`)."""
+        mean, low, high = mean_interval(values, confidence)
+        return cls(mean, low, high, tuple(float(v) for v in values))
+
+    @property
+    def excludes_zero(self) -> bool:
+        """Whether the interval lies wholly above or wholly below 0."""
+        return self.low > 0 or self.high < 0

@@ -66,10 +66,41 @@ class GroupedNet(nn.Module):
     def forward(self, x: torch.Tensor, start: int = 0) -> torch.Tensor:
         return self.head(self.forward_features(x, start))
 
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace the head with a freshly initialised one for ``num_classes`` classes."""
-        self.head = nn.Linear(self.feature_dim, num_classes).to(self.head.weight.device)
+    def param_groups(
+        self,
+        frozen: int,
+        *,
+        head_lr: float,
+        backbone_lr: float,
+        lr_decay: float = 1.0,
+        weight_decay: float = 0.0,
+    ) -> list[dict]:
+        """Optimiser parameter groups: one per trainable layer group, then the head.
 
-    def group_parameters(self) -> list[list[nn.Parameter]]:
-        """Parameters of each group, in group order (the head is not included)."""
-        return [list(g.parameters()) for g in self.groups]
+        Layer-wise learning-rate decay (Howard & Ruder, "Universal Language Model Fine-tuning",
+        ACL 2018): group i trains at ``backbone_lr * lr_decay**(G-1-i)``, the head at ``head_lr``;
+        the first ``frozen`` groups get no group at all.
+
+        Returns:
+            Dicts with ``params``, ``lr``, ``weight_decay`` and a ``name`` for logging.
+        """
+        last = self.num_groups - 1
+        groups = [
+            {
+                "name": f"group{i}",
+                "params": list(g.parameters()),
+                "lr": backbone_lr * lr_decay ** (last - i),
+                "weight_decay": weight_decay,
+            }
+            for i, g in enumerate(self.groups)
+            if i >= frozen
+        ]
+        groups.append(
+            {
+                "name": "head",
+                "params": list(self.head.parameters()),
+                "lr": head_lr,
+                "weight_decay": weight_decay,
+            }
+        )
+        return groups

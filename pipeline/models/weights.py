@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import pickle
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -93,3 +94,10 @@ def load_into(
                 f"{tuple(ref.shape)} (different model config or number of classes?)",
             )
     model.load_state_dict({**own, **{k: state[k] for k in wanted}})
+
+
+def load_model(factory: Callable[[int], nn.Module], path: Path, num_classes: int) -> nn.Module:
+    """``factory(num_classes)`` with the weights stored at ``path``, in eval mode."""
+    model = factory(num_classes)
+    load_into(model, load_state_dict(path), path)
+    return model.eval()

@@ -7,6 +7,9 @@ from pathlib import Path
 
 import matplotlib
 
+from pipeline.metrics.comparison import ArmStats
+from pipeline.transfer.curves import DepthPoint, LabelPoint, mean
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
@@ -17,13 +20,13 @@ def _save(fig: plt.Figure, path: Path) -> None:
     plt.close(fig)
 
 
-def plot_arms(arms: dict[str, dict], path: Path) -> None:
+def plot_arms(arms: dict[str, ArmStats], path: Path) -> None:
     """Bar chart of mean test accuracy per arm with its confidence interval."""
     names = list(arms)
-    means = [arms[n]["mean"] for n in names]
+    means = [arms[n].acc.mean for n in names]
     err = [
-        [m - arms[n]["low"] for n, m in zip(names, means, strict=True)],
-        [arms[n]["high"] - m for n, m in zip(names, means, strict=True)],
+        [m - arms[n].acc.low for n, m in zip(names, means, strict=True)],
+        [arms[n].acc.high - m for n, m in zip(names, means, strict=True)],
     ]
     err = [[e if e == e and e != float("inf") else 0 for e in side] for side in err]
     fig, ax = plt.subplots(figsize=(6, 3.5))
@@ -34,12 +37,12 @@ def plot_arms(arms: dict[str, dict], path: Path) -> None:
     _save(fig, path)
 
 
-def plot_freeze_depth(rows: Sequence[dict], scratch: float, path: Path) -> None:
+def plot_freeze_depth(rows: Sequence[DepthPoint], scratch: float, path: Path) -> None:
     """Test accuracy against the number k of copied groups, frozen vs fine-tuned (Yosinski)."""
-    k = [r["k"] for r in rows]
+    k = [r.k for r in rows]
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot(k, [r["frozen"] for r in rows], "o-", label="copy k, frozen (AnB)")
-    ax.plot(k, [r["finetuned"] for r in rows], "s-", label="copy k, fine-tune all (AnB+)")
+    ax.plot(k, [mean(r.frozen) for r in rows], "o-", label="copy k, frozen (AnB)")
+    ax.plot(k, [mean(r.finetuned) for r in rows], "s-", label="copy k, fine-tune all (AnB+)")
     ax.axhline(scratch, color="gray", ls="--", label="scratch")
     ax.set_xlabel("k (layer groups copied from the source)")
     ax.set_ylabel("target test accuracy")
@@ -48,12 +51,12 @@ def plot_freeze_depth(rows: Sequence[dict], scratch: float, path: Path) -> None:
     _save(fig, path)
 
 
-def plot_label_efficiency(rows: Sequence[dict], path: Path) -> None:
+def plot_label_efficiency(rows: Sequence[LabelPoint], path: Path) -> None:
     """Test accuracy against labels per class for transfer and scratch (log x axis)."""
-    x = [r["labels_per_class"] for r in rows]
+    x = [r.labels_per_class for r in rows]
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot(x, [r["transfer"] for r in rows], "o-", label="transfer")
-    ax.plot(x, [r["scratch"] for r in rows], "s-", label="scratch")
+    ax.plot(x, [mean(r.transfer) for r in rows], "o-", label="transfer")
+    ax.plot(x, [mean(r.scratch) for r in rows], "s-", label="scratch")
     ax.set_xscale("log")
     ax.set_xlabel("labels per class")
     ax.set_ylabel("target test accuracy")

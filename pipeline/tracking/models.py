@@ -60,3 +60,23 @@ def log_weights_model(
         raise
     mlflow.finalize_logged_model(logged.model_id, "READY")
     return logged.model_id
+
+
+def publish_model(
+    name: str,
+    model: nn.Module,
+    path: Path,
+    spec: dict,
+    *,
+    tags: dict[str, str],
+    metrics: dict[str, float],
+) -> str:
+    """Write ``model``'s weights to ``path`` and log them as a LoggedModel of the active run with
+    ``metrics`` on it; return the model id."""
+    import mlflow
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_weights(model, path, metadata=spec)
+    model_id = log_weights_model(name, model, spec, tags=tags)
+    mlflow.log_metrics(metrics, model_id=model_id)
+    return model_id

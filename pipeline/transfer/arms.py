@@ -14,6 +14,9 @@ finetune       G            0              everything fine-tuned
 l2sp           G            0              fine-tuned with L2-SP (Li et al., ICML 2018)
 =============  ===========  =============  =====================================================
 
+What an arm *optimises* is its list of objectives (:mod:`pipeline.objectives`): cross-entropy on
+the labelled target by default, plus L2-SP for ``l2sp``, a domain discriminator for DANN, ...
+
 Yosinski et al.'s layer-wise protocol is the same machinery with ``init_groups = k``:
 "AnB" freezes those k groups, "AnB+" fine-tunes everything.
 """
@@ -21,28 +24,45 @@ Yosinski et al.'s layer-wise protocol is the same machinery with ``init_groups =
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from pipeline.models.grouped import GroupedNet
 from pipeline.models.weights import load_into
+from pipeline.objectives import Objective
+from pipeline.objectives.cross_entropy import CrossEntropy
 from pipeline.transfer.settings import FitSettings
 
 ModelFactory = Callable[[int], GroupedNet]
+ObjectivesFactory = Callable[[], dict[str, Objective]]
+
+
+def cross_entropy_only() -> dict[str, Objective]:
+    """The default objective: cross-entropy on the labelled target."""
+    return {"ce": CrossEntropy()}
 
 
 @dataclass(frozen=True)
 class Arm:
-    """One arm: a name, how many source groups it copies and how it trains."""
+    """One arm: a name, how many source groups it copies, what it optimises and how.
+
+    Attributes:
+        name: Arm name (``scratch``, ``freeze_k``, ...).
+        init_groups: Leading layer groups copied from the source model.
+        settings: Optimisation settings (its seed included).
+        objectives: Makes the arm's loss terms, fresh for every training run.
+    """
 
     name: str
     init_groups: int
     settings: FitSettings
+    objectives: ObjectivesFactory = field(default=cross_entropy_only, compare=False)
 
     @property
     def uses_source(self) -> bool:
+        """Whether the arm starts from source weights (else it is a no-transfer baseline)."""
         return self.init_groups > 0
 
 

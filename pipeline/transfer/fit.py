@@ -1,4 +1,8 @@
-"""Train a grouped classifier with Lightning; return the best-epoch model and its history."""
+"""Train a grouped network on a sum of objectives with Lightning; return the best-epoch model.
+
+One loop for every objective mix: the objectives declare the streams they read (labelled
+target, labelled source, unlabelled target), the loop draws one on-device batch of each per step.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ import math
 import tempfile
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,15 +19,16 @@ import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
 from pipeline import cpu_share
-from pipeline.data.batches import TensorBatches
-from pipeline.errors import TrainingError
+from pipeline.data.streams import StepBatches, Stream, stream_seed
+from pipeline.errors import ConfigError, TrainingError
 from pipeline.models.grouped import GroupedNet
-from pipeline.transfer.l2sp import L2SP
-from pipeline.transfer.module import ClassifierModule
+from pipeline.objectives import Objective
+from pipeline.objectives.cross_entropy import CrossEntropy
+from pipeline.transfer.module import TransferModule
 from pipeline.transfer.prefix_cache import PrefixCache
 from pipeline.transfer.settings import FitSettings
 
-Tensors = tuple[torch.Tensor, torch.Tensor]
+Tensors = tuple[torch.Tensor, torch.Tensor | None]
 
 
 @dataclass
@@ -96,10 +101,11 @@ def device_of(accelerator: str) -> torch.device:
 
 def fit(
     model: GroupedNet,
-    train: Tensors,
+    train: Tensors | Mapping[str, Tensors],
     val: Tensors,
     settings: FitSettings,
     *,
+    objectives: Mapping[str, Objective] | None = None,
     trainer_kwargs: dict | None = None,
     logger: object = False,
     callbacks: Sequence[Callback] = (),
@@ -108,17 +114,21 @@ def fit(
     prefix_caching: bool = True,
     checkpoint_dir: Path | None = None,
 ) -> FitResult:
-    """Train ``model`` on ``train``, validate every epoch on ``val``, keep the best epoch.
+    """Train ``model`` on the sum of ``objectives``, validate every epoch on ``val``, keep the
+    best epoch.
 
-    With frozen groups and no augmentation the frozen prefix is computed once (memoised in
-    ``cache`` under ``cache_key``, an id of the weights in the frozen groups) and only the rest of
-    the network is trained; the result is the same as training the whole network.
+    With frozen groups and no augmentation the frozen prefix of every stream is computed once
+    (memoised in ``cache`` under ``cache_key``, an id of the weights in the frozen groups) and only
+    the rest of the network is trained; the result is the same as training the whole network.
 
     Args:
         model: Network to train in place (already initialised).
-        train: (x, y) training tensors.
+        train: The training streams by name (``target``, ``source``, ``unlabelled``), each (x, y)
+            with y None when unlabelled; a single (x, y) is the labelled ``target`` stream.
         val: (x, y) validation tensors.
         settings: Optimisation settings.
+        objectives: Loss terms by name (fresh instances: they are set up for ``model``); default
+            cross-entropy on ``target``.
         trainer_kwargs: Extra ``lightning.pytorch.Trainer`` arguments (accelerator, precision...).
         logger: A Lightning logger (e.g. ``MLFlowLogger``) or False.
         callbacks: Extra callbacks (e.g. an Optuna pruning callback).
@@ -127,24 +137,44 @@ def fit(
         prefix_caching: False always runs the whole network (for benchmarks and checks).
         checkpoint_dir: Write the best epoch's Lightning checkpoint (``best.ckpt``) there;
             otherwise the best weights are kept in memory.
+
+    Raises:
+        ConfigError: An objective reads a stream that was not given, or needs labels it lacks.
     """
+    streams = dict(train) if isinstance(train, Mapping) else {"target": train}
+    objectives = dict(objectives or {"ce": CrossEntropy()})
+    driver = _check_streams(objectives, streams)
     kwargs = {"accelerator": "cpu", "devices": 1, **(trainer_kwargs or {})}
     device = device_of(kwargs["accelerator"])
     model.to(device)
     k = settings.freeze_groups
-    use_cache = prefix_caching and k > 0 and settings.shift == 0
+    use_cache = prefix_caching and k > 0 and settings.augment is None
     cache = cache or PrefixCache()
-    (xt, yt), (xv, yv) = ((x.to(device), y.to(device)) for x, y in (train, val))
+    read = {name for o in objectives.values() for name in o.reads}
+    streams = {n: _to(t, device) for n, t in streams.items() if n in read}
+    xv, yv = _to(val, device)
     if use_cache:
         key = (lambda split: (cache_key, split)) if cache_key else (lambda split: None)
-        xt = cache.get(model, xt, k, key("train"))
+        streams = {n: (cache.get(model, x, k, key(n)), y) for n, (x, y) in streams.items()}
         xv = cache.get(model, xv, k, key("val"))
-    l2sp = L2SP(model, settings.l2sp_alpha, settings.l2sp_beta) if settings.l2sp_alpha else None
-    module = ClassifierModule(model, settings, start=k if use_cache else 0, l2sp=l2sp)
-    train_batches = TensorBatches(
-        xt, yt, settings.batch_size, shuffle=True, seed=settings.seed, shift=settings.shift
+    for objective in objectives.values():
+        objective.setup(model)
+    module = TransferModule(model, objectives, settings, start=k if use_cache else 0, driver=driver)
+    train_batches = StepBatches(
+        {
+            n: Stream(
+                x,
+                y,
+                settings.batch_size,
+                shuffle=True,
+                seed=settings.seed if n == driver else stream_seed(settings.seed, n),
+                augment=settings.augment,
+            )
+            for n, (x, y) in streams.items()
+        },
+        driver,
     )
-    val_batches = TensorBatches(xv, yv, 1024)
+    val_batches = Stream(xv, yv, 1024)
     history = EpochHistory()
     with tempfile.TemporaryDirectory(prefix="graftlab-fit-") as tmp:
         if checkpoint_dir is not None:
@@ -193,4 +223,36 @@ def fit(
         best_val_acc=history.rows[best_epoch]["val/acc"],
         seconds=seconds,
         cached_prefix=use_cache,
+    )
+
+
+def _to(tensors: Tensors, device: torch.device) -> Tensors:
+    x, y = tensors
+    return x.to(device), None if y is None else y.to(device)
+
+
+def _check_streams(objectives: Mapping[str, Objective], streams: Mapping[str, Tensors]) -> str:
+    """Every stream an objective reads is given (labelled where it needs labels); return the
+    labelled stream that defines an epoch (``target`` when read, else ``source``)."""
+    for name, objective in objectives.items():
+        for stream in objective.reads:
+            if stream not in streams:
+                raise ConfigError(
+                    f"objectives.{name}",
+                    type(objective).__name__,
+                    f"training data for the '{stream}' stream it reads "
+                    f"(this run has {sorted(streams)})",
+                )
+            if stream in objective.labels and streams[stream][1] is None:
+                raise ConfigError(
+                    f"objectives.{name}",
+                    type(objective).__name__,
+                    f"labels for the '{stream}' stream (it is unlabelled here)",
+                )
+    labelled = [o for obj in objectives.values() for o in obj.labels]
+    for driver in ("target", "source", *labelled):
+        if driver in labelled:
+            return driver
+    raise ConfigError(
+        "objectives", sorted(objectives), "at least one objective that reads a labelled stream"
     )

@@ -1,10 +1,9 @@
-"""Freeze the first k layer groups and build per-group learning rates.
+"""Freeze the first k layer groups.
 
 "Freeze k" (Yosinski et al., "How transferable are features in deep neural networks?", NeurIPS
 2014): groups 0..k-1 get ``requires_grad=False`` and their BatchNorm layers stay in eval mode, so
 their running statistics keep the source values. k=0 is full fine-tuning, k=G a linear probe.
-Layer-wise learning-rate decay (Howard & Ruder, "Universal Language Model Fine-tuning", ACL 2018):
-group i trains at ``backbone_lr * decay**(G-1-i)``, the head at ``head_lr``.
+The same group map drives per-group learning rates (:meth:`GroupedNet.param_groups`).
 """
 
 from __future__ import annotations
@@ -38,41 +37,3 @@ def keep_frozen_eval(model: GroupedNet, k: int) -> None:
     """Put the first ``k`` groups in eval mode (BatchNorm uses, and keeps, its running stats)."""
     for group in model.groups[:k]:
         group.eval()
-
-
-def param_groups(
-    model: GroupedNet,
-    k: int,
-    *,
-    head_lr: float,
-    backbone_lr: float,
-    lr_decay: float = 1.0,
-    weight_decay: float = 0.0,
-) -> list[dict]:
-    """Optimizer parameter groups: one per trainable layer group, plus the head.
-
-    Returns:
-        Dicts with ``params``, ``lr``, ``weight_decay`` and a ``name`` for logging.
-    """
-    if not 0 < lr_decay <= 1:
-        raise ConfigError("transfer.lr_decay", lr_decay, "a number in (0, 1]")
-    last = model.num_groups - 1
-    groups = [
-        {
-            "name": f"group{i}",
-            "params": list(g.parameters()),
-            "lr": backbone_lr * lr_decay ** (last - i),
-            "weight_decay": weight_decay,
-        }
-        for i, g in enumerate(model.groups)
-        if i >= k
-    ]
-    groups.append(
-        {
-            "name": "head",
-            "params": list(model.head.parameters()),
-            "lr": head_lr,
-            "weight_decay": weight_decay,
-        }
-    )
-    return groups

@@ -1,4 +1,4 @@
-"""The LightningModule that trains a :class:`GroupedNet` from a given layer group onwards."""
+"""The LightningModule that trains a :class:`GroupedNet` on a sum of objectives."""
 
 from __future__ import annotations
 
@@ -7,40 +7,48 @@ import math
 import lightning.pytorch as L
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from pipeline.errors import TrainingError
 from pipeline.models.grouped import GroupedNet
-from pipeline.transfer.freezing import freeze, keep_frozen_eval, param_groups
-from pipeline.transfer.l2sp import L2SP
+from pipeline.objectives import Objective, StepOutputs
+from pipeline.transfer.freezing import freeze, keep_frozen_eval
 from pipeline.transfer.settings import FitSettings
 
 
-class ClassifierModule(L.LightningModule):
-    """Cross-entropy training of ``model`` with its first ``settings.freeze_groups`` groups frozen.
+class TransferModule(L.LightningModule):
+    """Trains ``model`` on the sum of ``objectives``, its first ``freeze_groups`` groups frozen.
+
+    Each step receives one batch per stream (``{name: (x, y)}``), runs them through the network
+    as one batch and hands every objective the per-stream features and logits
+    (:class:`pipeline.objectives.StepOutputs`).
 
     Args:
         model: The network; frozen groups keep their BatchNorm statistics.
+        objectives: Loss terms by name (their weights multiply them in the sum).
         settings: Optimisation settings.
-        start: Index of the first group the inputs go through. 0 for images; k when the inputs
+        start: Index of the first group the inputs go through. 0 for raw inputs; k when the inputs
             are cached activations of the frozen prefix (see :mod:`pipeline.transfer.prefix_cache`).
-        l2sp: Optional L2-SP penalty added to the loss.
+        driver: The labelled stream that train accuracy is measured on.
     """
 
     def __init__(
         self,
         model: GroupedNet,
+        objectives: dict[str, Objective],
         settings: FitSettings,
         start: int = 0,
-        l2sp: L2SP | None = None,
+        driver: str = "target",
     ) -> None:
         super().__init__()
-        self.model, self.settings, self.start, self.l2sp = model, settings, start, l2sp
+        self.model, self.settings, self.start, self.driver = model, settings, start, driver
+        self.objectives = nn.ModuleDict(objectives)
         self.frozen = settings.freeze_groups
         freeze(model, self.frozen)
         self._sums = torch.zeros(3)
         self.val_metrics: dict[str, float] = {}
 
-    def train(self, mode: bool = True) -> ClassifierModule:
+    def train(self, mode: bool = True) -> TransferModule:
         # Lightning calls .train() on the whole module at every epoch; frozen groups must stay in
         # eval mode or their BatchNorm running statistics would drift to the target data.
         super().train(mode)
@@ -51,18 +59,40 @@ class ClassifierModule(L.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x, start=self.start)
 
+    def outputs(self, batch: dict[str, tuple[torch.Tensor, torch.Tensor | None]]) -> StepOutputs:
+        """The network's features and logits on every stream of ``batch``, in one pass."""
+        names = list(batch)
+        xs = [batch[n][0] for n in names]
+        x = xs[0] if len(xs) == 1 else torch.cat(xs)
+        feats = self.model.forward_features(x, self.start)
+        logits = self.model.head(feats)
+        sizes = [len(v) for v in xs]
+        split = (lambda t: [t]) if len(xs) == 1 else (lambda t: t.split(sizes))
+        progress = self.current_epoch / max(1, self.settings.epochs)
+        return StepOutputs(
+            x=dict(zip(names, xs, strict=True)),
+            y={n: batch[n][1] for n in names},
+            features=dict(zip(names, split(feats), strict=True)),
+            logits=dict(zip(names, split(logits), strict=True)),
+            model=self.model,
+            progress=progress,
+        )
+
     def on_train_epoch_start(self) -> None:
         self._sums = torch.zeros(3, device=self.device)  # loss * n, correct, n
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], _: int) -> torch.Tensor:
-        x, y = batch
-        logits = self(x)
-        loss = F.cross_entropy(logits, y, label_smoothing=self.settings.label_smoothing)
-        if self.l2sp is not None:
-            loss = loss + self.l2sp(self.model)
-        # Epoch sums stay on the device and are logged once per epoch: a self.log() per step
+    def training_step(self, batch: dict, _: int) -> torch.Tensor:
+        step = self.outputs(batch)
+        loss = None
+        for objective in self.objectives.values():
+            term = objective(step)
+            if objective.weight != 1.0:
+                term = objective.weight * term
+            loss = term if loss is None else loss + term
+        # Epoch sums stay on the device and are read once per epoch: a self.log() per step
         # cost more than the forward pass of a small batch (measured in bench_throughput.py).
         with torch.no_grad():
+            logits, y = step.logits[self.driver], step.y[self.driver]
             correct = (logits.argmax(dim=1) == y).sum()
             self._sums += torch.stack([loss.detach() * len(y), correct, y.new_tensor(len(y))])
         return loss
@@ -111,17 +141,14 @@ class ClassifierModule(L.LightningModule):
 
     def configure_optimizers(self) -> dict:
         s = self.settings
-        groups = param_groups(
-            self.model,
+        groups = self.model.param_groups(
             self.frozen,
             head_lr=s.head_lr,
             backbone_lr=s.backbone_lr,
             lr_decay=s.lr_decay,
             weight_decay=s.weight_decay,
         )
-        if s.optimizer == "sgd":
-            opt = torch.optim.SGD(groups, momentum=0.9, nesterov=True)
-        else:
-            opt = torch.optim.AdamW(groups)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, s.epochs))
-        return {"optimizer": opt, "lr_scheduler": sched}
+        for objective in self.objectives.values():
+            groups += objective.param_groups(s.head_lr, s.weight_decay)
+        optimizer = s.optimizer(groups)
+        return {"optimizer": optimizer, "lr_scheduler": s.scheduler(optimizer, s.epochs)}

@@ -19,6 +19,7 @@ import optuna
 from optuna.trial import FrozenTrial, Trial, TrialState
 
 from pipeline.errors import TrainingError
+from pipeline.processes import pid_alive
 
 log = logging.getLogger(__name__)
 WORKER_ATTR, REAPED_ATTR = "worker", "reaped"
@@ -28,16 +29,6 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def reap_dead_trials(study: optuna.Study) -> int:
     """Fail and re-queue RUNNING trials whose worker process on this host no longer exists."""
     host = socket.gethostname()
@@ -45,7 +36,7 @@ def reap_dead_trials(study: optuna.Study) -> int:
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         worker = t.user_attrs.get(WORKER_ATTR, "")
         name, _, pid = worker.rpartition(":")
-        if name != host or not pid.isdigit() or _pid_alive(int(pid)):
+        if name != host or not pid.isdigit() or pid_alive(int(pid)):
             continue
         study._storage.set_trial_user_attr(t._trial_id, REAPED_ATTR, True)
         study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
@@ -121,3 +112,46 @@ def _recorded(objective: Callable[[Trial], float]) -> Callable[[Trial], float]:
             raise
 
     return wrapped
+
+
+def study_name(prefix: str, identity: dict) -> str:
+    """``<prefix>-<hash>`` of everything the trials' results depend on (``identity``, JSON-able),
+    so re-running resumes the same study and any change of data, model or space starts a new
+    one."""
+    import hashlib
+    import json
+
+    blob = json.dumps(identity, sort_keys=True)
+    return f"{prefix}-{hashlib.sha256(blob.encode()).hexdigest()[:10]}"
+
+
+def open_study(name: str, storage: object, sampler: object, pruner: object) -> optuna.Study:
+    """Create the study ``name`` in ``storage``, or load it to resume or join it."""
+    return optuna.create_study(
+        study_name=name,
+        storage=storage,
+        direction="maximize",
+        load_if_exists=True,
+        sampler=sampler,
+        pruner=pruner,
+    )
+
+
+PARENT_ATTR = "mlflow_parent_run_id"
+
+
+def parent_run(study: optuna.Study, experiment_id: str, run_name: str, tags: dict):
+    """Start, or re-open when resuming or joining, the study's parent MLflow run."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    run_id = study.user_attrs.get(PARENT_ATTR)
+    if run_id:
+        try:
+            MlflowClient().get_run(run_id)
+            return mlflow.start_run(run_id=run_id)
+        except mlflow.exceptions.MlflowException:
+            pass  # the study outlived its MLflow store: start a new parent
+    active = mlflow.start_run(run_name=run_name, experiment_id=experiment_id, tags=tags)
+    study.set_user_attr(PARENT_ATTR, active.info.run_id)
+    return active

@@ -8,20 +8,10 @@ images resized (bilinear) to the common resolution.
 from __future__ import annotations
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from pipeline.data.domain import Domain, Split
+from pipeline.data.images.transforms import resize
 from pipeline.data.splits import stratified_split
-
-
-def resize(x: np.ndarray, image_size: int) -> np.ndarray:
-    """Resize images (N, C, H, W) to (N, C, image_size, image_size), bilinear with antialiasing."""
-    if x.shape[-1] == image_size and x.shape[-2] == image_size:
-        return x.astype(np.float32)
-    t = torch.from_numpy(x.astype(np.float32))
-    out = F.interpolate(t, size=(image_size, image_size), mode="bilinear", antialias=True)
-    return out.clamp(0, 1).numpy()
 
 
 def make_sklearn_digits(

@@ -10,30 +10,37 @@ head weights, the penalty added to the loss is
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from pipeline.models.grouped import GroupedNet
+from pipeline.objectives.base import Objective, StepOutputs
 
 
-class L2SP(nn.Module):
-    """Penalty towards a snapshot of the backbone weights taken at construction.
+class L2SP(Objective):
+    """Penalty towards a snapshot of the backbone weights taken by :meth:`setup`.
+
+    Only trainable (unfrozen) backbone weights are pulled. Reads no batch.
 
     Args:
-        model: The network at its starting point (source weights loaded).
-        alpha: Strength of the pull towards the source backbone weights.
+        alpha: Strength of the pull towards the starting backbone weights.
         beta: Plain L2 strength on the new head.
+        weight: Multiplies the term in the total loss.
     """
 
-    def __init__(self, model: GroupedNet, alpha: float, beta: float = 0.0) -> None:
-        super().__init__()
+    def __init__(self, alpha: float, beta: float = 0.0, weight: float = 1.0) -> None:
+        super().__init__(weight)
+        if alpha < 0 or beta < 0:
+            raise ValueError(f"alpha and beta must be >= 0, got {alpha} and {beta}")
         self.alpha, self.beta = alpha, beta
-        names = [n for n, p in model.named_parameters() if n.startswith("groups.")]
-        self.names = names
+        self.names: list[str] = []
+
+    def setup(self, model: GroupedNet) -> None:
+        self.names = [n for n, _ in model.named_parameters() if n.startswith("groups.")]
         params = dict(model.named_parameters())
-        for i, n in enumerate(names):
+        for i, n in enumerate(self.names):
             self.register_buffer(f"w0_{i}", params[n].detach().clone())
 
-    def forward(self, model: GroupedNet) -> torch.Tensor:
+    def forward(self, step: StepOutputs) -> torch.Tensor:
+        model = step.model
         params = dict(model.named_parameters())
         dev = next(iter(params.values())).device
         shared = torch.zeros((), device=dev)

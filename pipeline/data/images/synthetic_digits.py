@@ -199,7 +199,7 @@ def make_synthetic_digits(
         rng = np.random.default_rng(seed + 2)
         splits = {k: Split(s.x, rng.permutation(s.y)) for k, s in splits.items()}
     recipe = {
-        "generator": "pipeline.data.synthetic_digits.render_digits",
+        "generator": "pipeline.data.images.synthetic_digits.render_digits",
         "seed": seed,
         "fonts": list(fonts),
         "shuffle_labels": shuffle_labels,

@@ -1,0 +1,65 @@
+"""Image-only preprocessing and augmentation: resize, per-channel normalisation, random shift."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from pipeline.data.domain import Domain, Split
+
+
+def resize(x: np.ndarray, image_size: int) -> np.ndarray:
+    """Resize images (N, C, H, W) to (N, C, image_size, image_size), bilinear with antialiasing."""
+    if x.shape[-1] == image_size and x.shape[-2] == image_size:
+        return x.astype(np.float32)
+    t = torch.from_numpy(x.astype(np.float32))
+    out = F.interpolate(t, size=(image_size, image_size), mode="bilinear", antialias=True)
+    return out.clamp(0, 1).numpy()
+
+
+def channel_stats(domain: Domain, split: str = "train") -> tuple[list[float], list[float]]:
+    """Per-channel mean and standard deviation of one split's images (N, C, H, W)."""
+    x = domain.splits[split].x
+    return (
+        [float(x[:, c].mean()) for c in range(x.shape[1])],
+        [float(x[:, c].std()) for c in range(x.shape[1])],
+    )
+
+
+def normalize(domain: Domain, mean: list[float], std: list[float]) -> Domain:
+    """The same domain with channel c of every image mapped to ``(x - mean[c]) / std[c]``.
+
+    Raises:
+        ValueError: The domain is not images, or has another channel count than ``mean``.
+    """
+    channels = domain.input_shape[0] if len(domain.input_shape) == 3 else None
+    if domain.modality != "image" or channels != len(mean):
+        raise ValueError(
+            f"{domain.name}: normalisation needs images with {len(mean)} channels, "
+            f"got {domain.modality} inputs of shape {domain.input_shape}"
+        )
+    # float32 statistics: the arithmetic stays in float32, as it would with scalar statistics
+    m = np.asarray(mean, np.float32).reshape(1, -1, 1, 1)
+    s = np.asarray(std, np.float32).reshape(1, -1, 1, 1)
+    splits = {k: Split(((v.x - m) / s).astype(np.float32), v.y) for k, v in domain.splits.items()}
+    recipe = {**domain.recipe, "normalize": {"mean": list(mean), "std": list(std)}}
+    return Domain(domain.name, domain.classes, splits, recipe, domain.modality)
+
+
+class RandomShift:
+    """Roll a batch of images by up to ``pixels`` in x and y (one random offset per batch).
+
+    Args:
+        pixels: Largest shift either way; 0 is no augmentation.
+    """
+
+    def __init__(self, pixels: int) -> None:
+        if pixels < 0:
+            raise ValueError(f"shift must be >= 0, got {pixels}")
+        self.pixels = pixels
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        p = self.pixels
+        dx, dy = torch.randint(-p, p + 1, (2,), generator=generator).tolist()
+        return torch.roll(x, shifts=(dy, dx), dims=(-2, -1))

@@ -1,0 +1,106 @@
+"""Train an arm for one seed inside its own nested MLflow run and publish the model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipeline.tracking.logger import run_logger
+from pipeline.tracking.models import publish_model
+from pipeline.tracking.runs import log_arm_run
+from pipeline.transfer.arms import Arm, ModelFactory
+from pipeline.transfer.fit import FitResult
+from pipeline.transfer.source import SourceModel
+from pipeline.transfer.train import TargetTask, train_arm
+
+
+@dataclass
+class ArmRunner:
+    """Everything an arm's run shares with the other arms of a transfer stage.
+
+    Attributes:
+        task: Target data and label budget.
+        factory: ``num_classes -> GroupedNet``.
+        source: The source model.
+        tracking_uri: MLflow store.
+        experiment: MLflow experiment name.
+        tags: Tags of every arm run.
+        data_path: The prepared target arrays (for the runs' dataset inputs).
+        tune_run_id: The study the settings came from, if any.
+        fit_kwargs: Extra :func:`pipeline.transfer.train.train_arm` arguments (trainer, cache).
+    """
+
+    task: TargetTask
+    factory: ModelFactory
+    source: SourceModel
+    tracking_uri: str
+    experiment: str
+    tags: dict[str, str]
+    data_path: Path
+    tune_run_id: str | None = None
+    fit_kwargs: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._val = self.task.target.card()["splits"]["val"]
+
+    def __call__(self, arm: Arm, out: Path, path: Path) -> tuple[dict, list[dict]]:
+        """Train ``arm``, save its weights at ``out/path``; return its index and history rows."""
+        import mlflow
+
+        name, seed, target = arm.name, arm.settings.seed, self.task.target
+        with mlflow.start_run(run_name=f"{name}-seed{seed}", nested=True, tags=self.tags) as run:
+            log_arm_run(
+                arm,
+                dataset=target.name,
+                labels_per_class=self.task.labels_per_class,
+                labelled=self.task.labelled(seed),
+                val=self._val,
+                data_path=self.data_path,
+                source_ids=self.source.ids,
+                tune_run_id=self.tune_run_id,
+            )
+            logger = run_logger(self.tracking_uri, self.experiment, run.info.run_id, buffered=True)
+            result = train_arm(
+                arm, self.task, self.factory, self.source, logger=logger, **self.fit_kwargs
+            )
+            model_id = self._publish(arm, result, out / path)
+        row = {
+            "arm": name,
+            "seed": seed,
+            "run_id": run.info.run_id,
+            "model_id": model_id,
+            "path": str(path),
+            "best_val_acc": result.best_val_acc,
+            "best_epoch": result.best_epoch,
+            "seconds": result.seconds,
+            "cached_prefix": result.cached_prefix,
+            "init_groups": arm.init_groups,
+            "freeze_groups": arm.settings.freeze_groups,
+        }
+        history = [
+            {
+                "arm": name,
+                "seed": seed,
+                "epoch": h["epoch"],
+                "val_acc": h["val/acc"],
+                "seconds": h["seconds"],
+            }
+            for h in result.history
+        ]
+        return row, history
+
+    def _publish(self, arm: Arm, result: FitResult, path: Path) -> str:
+        target = self.task.target
+        spec = {
+            **self.source.spec,
+            "num_classes": target.num_classes,
+            "classes": list(target.classes),
+            "arm": arm.name,
+            "seed": arm.settings.seed,
+        }
+        tags = {"graftlab.arm": arm.name, "graftlab.role": "target"}
+        if arm.uses_source:
+            tags["graftlab.source_model_id"] = self.source.ids["model_id"]
+        best = {"best/val_acc": result.best_val_acc, "best/epoch": result.best_epoch}
+        name = f"{arm.name}-seed{arm.settings.seed}"
+        return publish_model(name, result.model, path, spec, tags=tags, metrics=best)

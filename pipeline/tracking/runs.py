@@ -1,0 +1,90 @@
+"""What every training run records: its arm, settings, data and where it started from."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipeline.data.domain import Split
+from pipeline.tracking.datasets import log_split
+from pipeline.tracking.lineage import flatten
+from pipeline.transfer.arms import Arm
+
+
+def log_arm_run(
+    arm: Arm,
+    *,
+    dataset: str,
+    labels_per_class: int,
+    labelled: Split,
+    val: dict,
+    data_path: Path,
+    source_ids: dict,
+    tune_run_id: str | None = None,
+) -> None:
+    """Tags, params and dataset inputs of the active run, which trains ``arm`` for one seed.
+
+    Args:
+        arm: The arm (its settings carry the seed).
+        dataset: Target dataset name.
+        labels_per_class: The label budget.
+        labelled: The labelled training subset the seed drew.
+        val: The validation split's data-card entry (``sha256``, ``size``).
+        data_path: The prepared target arrays.
+        source_ids: The source model's MLflow ids (``run_id``, ``model_id``).
+        tune_run_id: The study run the settings came from, if any.
+    """
+    import mlflow
+    from mlflow.entities import LoggedModelInput
+
+    seed = arm.settings.seed
+    tags = {"graftlab.arm": arm.name, "graftlab.seed": str(seed), "graftlab.role": "target"}
+    if arm.uses_source:
+        tags |= {
+            "graftlab.source_run_id": source_ids["run_id"],
+            "graftlab.source_model_id": source_ids["model_id"],
+        }
+        mlflow.log_input(model=LoggedModelInput(source_ids["model_id"]))
+    if tune_run_id:
+        tags["graftlab.tune_run_id"] = tune_run_id
+    mlflow.set_tags(tags)
+    params = {"arm": arm.name, "init_groups": arm.init_groups, "labels_per_class": labels_per_class}
+    mlflow.log_params(flatten({**params, **arm.settings.as_dict()}))
+    split = f"train[{labels_per_class}/class, seed {seed}]"
+    log_split(dataset, split, labelled.sha256(), data_path, "training", len(labelled))
+    log_split(dataset, "val", val["sha256"], data_path, "validation", val["size"])
+
+
+def log_curves(freeze_depth: list | None, label_efficiency: list | None) -> None:
+    """Mean accuracies of the curves as step-indexed metrics of the active run (step = k, or
+    labels per class)."""
+    import mlflow
+
+    from pipeline.transfer.curves import mean
+
+    for r in freeze_depth or []:
+        mlflow.log_metrics(
+            {
+                "curve.freeze_depth.frozen": mean(r.frozen),
+                "curve.freeze_depth.finetuned": mean(r.finetuned),
+            },
+            step=r.k,
+        )
+    for r in label_efficiency or []:
+        mlflow.log_metrics(
+            {"curve.labels.transfer": mean(r.transfer), "curve.labels.scratch": mean(r.scratch)},
+            step=r.labels_per_class,
+        )
+
+
+def log_scored(scored: list) -> None:
+    """Each scored model as a model input of the active run, its test metrics logged on it."""
+    import mlflow
+    from mlflow.entities import LoggedModelInput
+
+    for r in scored:
+        mlflow.log_input(model=LoggedModelInput(r.model_id))
+        prefix = f"{r.arm}.seed{r.seed}"
+        mlflow.log_metrics(
+            {f"{prefix}.test_acc": r.acc, f"{prefix}.test_macro_f1": r.macro_f1},
+            model_id=r.model_id,
+        )

@@ -1,0 +1,158 @@
+"""Train one arm for one seed: pick the labelled subset, initialise from the source, fit.
+
+Shared by the tune, transfer and evaluate stages (trials, arms and curve points are all this).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from pipeline.data.domain import Domain, Split
+from pipeline.data.splits import label_budget
+from pipeline.transfer.arms import Arm, ModelFactory, init_model
+from pipeline.transfer.fit import FitResult, Tensors, fit
+from pipeline.transfer.prefix_cache import PrefixCache
+from pipeline.transfer.source import SourceModel
+
+
+def tensors(split: Split) -> Tensors:
+    """A split as (x, y) tensors sharing its memory (y None when unlabelled)."""
+    return torch.from_numpy(split.x), None if split.y is None else torch.from_numpy(split.y)
+
+
+@dataclass(frozen=True)
+class TargetTask:
+    """What the arms train on: the target domain under a label budget, plus optional source data.
+
+    Attributes:
+        target: The target domain (train, val, test splits).
+        labels_per_class: Labelled target training images per class each seed draws.
+        source_data: The labelled source domain, for objectives that read the ``source`` stream.
+    """
+
+    target: Domain
+    labels_per_class: int
+    source_data: Domain | None = None
+    _subsets: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def labelled_index(self, seed: int) -> np.ndarray:
+        """Rows of the target train split in seed ``seed``'s labelled subset (computed once)."""
+        if seed not in self._subsets:
+            y = self.target.splits["train"].y
+            self._subsets[seed] = label_budget(y, self.labels_per_class, seed)
+        return self._subsets[seed]
+
+    def labelled(self, seed: int) -> Split:
+        """Seed ``seed``'s labelled target training subset."""
+        return self.target.splits["train"].subset(self.labelled_index(seed))
+
+    def streams(self, seed: int) -> dict[str, Tensors]:
+        """Every training stream this task can offer an objective."""
+        out = {
+            "target": tensors(self.labelled(seed)),
+            "unlabelled": tensors(self.target.splits["train"].unlabelled()),
+        }
+        if self.source_data is not None:
+            out["source"] = tensors(self.source_data.splits["train"])
+        return out
+
+    def with_labels(self, labels_per_class: int) -> TargetTask:
+        """The same task under another label budget."""
+        return TargetTask(self.target, labels_per_class, self.source_data)
+
+
+def train_arm(
+    arm: Arm,
+    task: TargetTask,
+    factory: ModelFactory,
+    source: SourceModel,
+    *,
+    trainer_kwargs: dict | None = None,
+    cache: PrefixCache | None = None,
+    logger: object = False,
+    callbacks: Sequence = (),
+    prefix_caching: bool = True,
+) -> FitResult:
+    """Initialise ``arm``'s model for its seed and train it on the seed's labelled subset.
+
+    Args:
+        arm: The arm (its settings carry the seed).
+        task: Target data and label budget.
+        factory: ``num_classes -> GroupedNet`` for the backbone.
+        source: The source model (its first ``arm.init_groups`` groups are copied).
+        trainer_kwargs: ``lightning.pytorch.Trainer`` arguments.
+        cache: Frozen-prefix cache shared across runs.
+        logger: A Lightning logger or False.
+        callbacks: Extra Lightning callbacks.
+        prefix_caching: False always runs the whole network.
+    """
+    seed = arm.settings.seed
+    model = init_model(
+        factory,
+        task.target.num_classes,
+        seed=seed,
+        source_state=source.state if arm.uses_source else None,
+        init_groups=arm.init_groups,
+        source_path=source.path,
+    )
+    key = f"{source.weights_id}|init{arm.init_groups}|seed{seed}|n{task.labels_per_class}"
+    return fit(
+        model,
+        task.streams(seed),
+        tensors(task.target.splits["val"]),
+        arm.settings,
+        objectives=arm.objectives(),
+        trainer_kwargs=trainer_kwargs,
+        logger=logger,
+        callbacks=callbacks,
+        cache=cache,
+        cache_key=key,
+        prefix_caching=prefix_caching,
+    )
+
+
+class TrainedAccuracy:
+    """``(arm, labels_per_class) -> accuracy`` on a target split of a freshly trained arm (what
+    the curves plot), sharing one frozen-prefix cache across every point.
+
+    Args:
+        task: Target data (its label budget is replaced by each call's).
+        factory: ``num_classes -> GroupedNet``.
+        source: The source model.
+        split: The target split scored.
+        trainer_kwargs: ``lightning.pytorch.Trainer`` arguments.
+    """
+
+    def __init__(
+        self,
+        task: TargetTask,
+        factory: ModelFactory,
+        source: SourceModel,
+        split: str = "test",
+        trainer_kwargs: dict | None = None,
+    ) -> None:
+        self.task, self.factory, self.source = task, factory, source
+        self.x, self.y = tensors(task.target.splits[split])
+        self.trainer_kwargs, self.cache = trainer_kwargs, PrefixCache()
+        self._tasks: dict[int, TargetTask] = {}
+
+    def __call__(self, arm: Arm, labels_per_class: int) -> float:
+        from pipeline.models.predict import predict_logits
+
+        if labels_per_class not in self._tasks:
+            self._tasks[labels_per_class] = self.task.with_labels(labels_per_class)
+        task = self._tasks[labels_per_class]
+        result = train_arm(
+            arm,
+            task,
+            self.factory,
+            self.source,
+            trainer_kwargs=self.trainer_kwargs,
+            cache=self.cache,
+        )
+        logits = predict_logits(result.model, self.x)
+        return float((logits.argmax(1) == self.y).float().mean())

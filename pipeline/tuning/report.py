@@ -1,0 +1,93 @@
+"""What a finished study leaves behind: its best trial, a trials table and Optuna's own plots."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+from pipeline.tuning.space import Param
+from pipeline.tuning.study import counts
+
+
+def best_trial_summary(study: optuna.Study) -> dict:
+    """The study's best trial: number, value, MLflow run and the config overrides it chose."""
+    best = study.best_trial
+    return {
+        "best_trial": best.number,
+        "best_value": best.value,
+        "best_trial_run_id": best.user_attrs.get("mlflow_run_id"),
+        "overrides": dict(best.params),
+    }
+
+
+def study_metrics(study: optuna.Study, best: dict) -> dict:
+    """Counts by state, the best value and the mean duration of complete trials."""
+    c = counts(study)
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    return {
+        "best_value": best.get("best_value"),
+        "n_complete": c["COMPLETE"],
+        "n_pruned": c["PRUNED"],
+        "n_fail": c["FAIL"],
+        "n_running": c["RUNNING"],
+        "best_trial": best.get("best_trial"),
+        "mean_trial_seconds": (sum(t.duration.total_seconds() for t in done) / len(done))
+        if done
+        else None,
+    }
+
+
+def write_study(study: optuna.Study, params: list[Param], best: dict, folder: Path) -> dict:
+    """``best.yaml``, ``trials.csv``, ``plots/`` and ``metrics.json`` into ``folder``; return the
+    metrics."""
+    import json
+
+    import yaml
+
+    (folder / "best.yaml").write_text(yaml.safe_dump(best, sort_keys=False))
+    write_trials(study, folder / "trials.csv")
+    plot_study(study, params, folder / "plots")
+    metrics = study_metrics(study, best)
+    (folder / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    return metrics
+
+
+def write_trials(study: optuna.Study, path: Path) -> None:
+    """Every trial with its state, params, duration and user attributes, as CSV."""
+    df = study.trials_dataframe(
+        attrs=("number", "value", "state", "params", "duration", "user_attrs")
+    )
+    df.to_csv(path, index=False)
+
+
+def plot_study(study: optuna.Study, params: list[Param], folder: Path) -> None:
+    """Optuna's own matplotlib plots: accuracy vs freeze depth, history, importances."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from optuna.visualization import matplotlib as ovm
+
+    folder.mkdir(parents=True, exist_ok=True)
+    plots = {"history.png": lambda: ovm.plot_optimization_history(study)}
+    keys = [p.key for p in params]
+    if "transfer.freeze_groups" in keys:
+        plots["freeze_groups.png"] = lambda: ovm.plot_slice(
+            study, params=["transfer.freeze_groups"]
+        )
+    plots["importances.png"] = lambda: ovm.plot_param_importances(study)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name, draw in plots.items():
+            try:
+                ax = draw()
+            except (ValueError, RuntimeError):  # e.g. importances need >= 2 complete trials
+                continue
+            fig = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
+            fig.set_size_inches(7, 4)
+            fig.tight_layout()
+            fig.savefig(folder / name, dpi=100)
+            plt.close(fig)
