@@ -69,7 +69,9 @@ def test_every_arm_resolves_to_settings():
     assert (arms["scratch"].init_groups, arms["scratch"].settings.freeze_groups) == (0, 0)
     assert (arms["linear_probe"].init_groups, arms["linear_probe"].settings.freeze_groups) == (4, 4)
     assert arms["freeze_k"].settings.freeze_groups == cfg.transfer.freeze_groups
-    assert arms["l2sp"].settings.l2sp_alpha > 0 and arms["finetune"].settings.l2sp_alpha == 0
+    assert set(arms["l2sp"].objectives()) == {"ce", "l2sp"}
+    assert arms["l2sp"].objectives()["l2sp"].alpha > 0
+    assert set(arms["finetune"].objectives()) == {"ce"}
     assert arms["scratch"].settings.backbone_lr != arms["finetune"].settings.backbone_lr
 
 

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from pipeline.data.domain import Domain, Split
-from pipeline.data.sklearn_digits import make_sklearn_digits
+from pipeline.data.images.sklearn_digits import make_sklearn_digits
+from pipeline.data.images.synthetic_digits import make_synthetic_digits, render_digits
 from pipeline.data.splits import label_budget, stratified_split
 from pipeline.data.store import load_domain, save_domain
-from pipeline.data.synthetic_digits import make_synthetic_digits, render_digits
 from pipeline.errors import ConfigError, GraftlabError
 
 FONTS = ["DejaVuSans.ttf", "cmr10.ttf"]

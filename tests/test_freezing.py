@@ -3,10 +3,11 @@
 import pytest
 import torch
 
+from pipeline.data.images.transforms import RandomShift
 from pipeline.errors import ConfigError
 from pipeline.models.small_cnn import small_cnn
 from pipeline.transfer.fit import fit
-from pipeline.transfer.freezing import param_groups, resolve_depth
+from pipeline.transfer.freezing import resolve_depth
 from pipeline.transfer.settings import FitSettings
 
 
@@ -23,9 +24,14 @@ def _train(k: int, shift: int = 1):
     torch.manual_seed(0)
     model = small_cnn(10, width=8)
     before = _snapshot(model)
-    # shift > 0 disables prefix caching, so the frozen groups really run inside training
+    # augmentation disables prefix caching, so the frozen groups really run inside training
     settings = FitSettings(
-        epochs=2, batch_size=8, head_lr=0.1, backbone_lr=0.1, freeze_groups=k, shift=shift
+        epochs=2,
+        batch_size=8,
+        head_lr=0.1,
+        backbone_lr=0.1,
+        freeze_groups=k,
+        augment=RandomShift(shift),
     )
     fit(model, _data(), _data(20, 1), settings, trainer_kwargs={"enable_progress_bar": False})
     return model, before, _snapshot(model)
@@ -56,7 +62,7 @@ def test_k0_fine_tunes_every_group_and_kG_is_a_linear_probe():
 
 def test_per_group_learning_rates_decay_towards_the_input():
     model = small_cnn(10, width=8)
-    groups = param_groups(model, 1, head_lr=1.0, backbone_lr=0.1, lr_decay=0.5)
+    groups = model.param_groups(1, head_lr=1.0, backbone_lr=0.1, lr_decay=0.5)
     assert [g["name"] for g in groups] == ["group1", "group2", "group3", "head"]
     assert [g["lr"] for g in groups] == pytest.approx([0.025, 0.05, 0.1, 1.0])
 

@@ -3,12 +3,14 @@
 import pytest
 import torch
 
+from pipeline.data.images.transforms import RandomShift
 from pipeline.errors import TrainingError
 from pipeline.models.predict import predict_logits
 from pipeline.models.small_cnn import small_cnn
+from pipeline.objectives.base import StepOutputs
+from pipeline.objectives.l2sp import L2SP
 from pipeline.transfer.arms import init_model
 from pipeline.transfer.fit import fit
-from pipeline.transfer.l2sp import L2SP
 from pipeline.transfer.prefix_cache import PrefixCache
 from pipeline.transfer.settings import FitSettings
 
@@ -36,7 +38,7 @@ def _run(k, cache, seed=0, shift=0, caching=True):
         backbone_lr=0.02,
         freeze_groups=k,
         seed=seed,
-        shift=shift,
+        augment=RandomShift(shift) if shift else None,
     )
     return fit(
         model,
@@ -83,12 +85,14 @@ def test_same_seed_gives_same_metrics():
 def test_l2sp_penalty_is_zero_at_the_source_weights_and_grows_away_from_them():
     torch.manual_seed(0)
     model = small_cnn(10, width=8)
-    penalty = L2SP(model, alpha=0.1, beta=0.0)
-    assert float(penalty(model).detach()) == 0.0
+    penalty = L2SP(alpha=0.1, beta=0.0)
+    penalty.setup(model)
+    step = StepOutputs(x={}, y={}, features={}, logits={}, model=model)
+    assert float(penalty(step).detach()) == 0.0
     with torch.no_grad():
         model.groups[1][0].weight.add_(0.5)
     n = model.groups[1][0].weight.numel()
-    assert float(penalty(model).detach()) == pytest.approx(0.5 * 0.1 * n * 0.25, rel=1e-5)
+    assert float(penalty(step).detach()) == pytest.approx(0.5 * 0.1 * n * 0.25, rel=1e-5)
 
 
 def test_paired_arms_share_the_random_init_of_what_they_do_not_copy():

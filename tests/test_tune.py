@@ -13,10 +13,12 @@ import pytest
 import torch
 
 from pipeline.errors import ConfigError, TrainingError
+from pipeline.transfer.prefix_cache import PrefixCache
+from pipeline.transfer.source import SourceModel
+from pipeline.transfer.train import TargetTask, train_arm
 from pipeline.tuning.space import parse_space
 from pipeline.tuning.study import counts, run_trials
 from stages import tune
-from stages._target import Source, train_arm
 from tests.conftest import compose, write_params
 from tests.postgres import postgres_server
 
@@ -103,17 +105,15 @@ def test_a_planted_hopeless_trial_is_pruned(workspace):
         arm, settings=dataclasses.replace(arm.settings, head_lr=1e-9, backbone_lr=1e-9)
     )
     target = load_domain(Path("outputs/prepare/target"))
-    source = Source(Path("outputs/pretrain/model"))
+    source = SourceModel.load(Path("outputs/pretrain/model"))
     with pytest.raises(optuna.TrialPruned, match="epoch 0"):
         train_arm(
-            cfg,
             hopeless,
-            target,
+            TargetTask(target, 1),
+            build.model_factory(cfg),
             source,
-            1,
-            cache=__import__(
-                "pipeline.transfer.prefix_cache", fromlist=["PrefixCache"]
-            ).PrefixCache(),
+            trainer_kwargs={"enable_progress_bar": False},
+            cache=PrefixCache(),
             callbacks=(PyTorchLightningPruningCallback(trial, monitor="val/acc"),),
         )
     assert torch.is_grad_enabled()
@@ -135,13 +135,12 @@ def _tune_cmd(*overrides):
 
 def _study(workspace, storage=None, overrides=()):
     cfg = compose(*SLOW, *overrides, *(["tune.storage=" + storage] if storage else []))
-    source = Source(workspace / "outputs/pretrain/model")
+    source = SourceModel.load(workspace / "outputs/pretrain/model")
     from pipeline.data.store import load_domain
 
     target = load_domain(workspace / "outputs/prepare/target")
     params = tune.validate(cfg, 4)
-    name = tune.study_name(cfg, source, target.card()["sha256"], params)
-    return tune.make_study(cfg, name)
+    return tune.make_study(cfg, params, source.weights_id, target.card()["sha256"])
 
 
 def test_killed_worker_resumes_with_completed_trials_kept(workspace):

@@ -17,10 +17,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pipeline.data.batches import TensorBatches
-from pipeline.data.sklearn_digits import make_sklearn_digits
+from pipeline.data.images.sklearn_digits import make_sklearn_digits
+from pipeline.data.images.synthetic_digits import render_digits
 from pipeline.data.splits import label_budget
-from pipeline.data.synthetic_digits import render_digits
+from pipeline.data.streams import Stream
 from pipeline.models.small_cnn import small_cnn
 from pipeline.transfer.fit import fit
 from pipeline.transfer.settings import FitSettings
@@ -38,7 +38,7 @@ def plain_loop(x, y, xv, yv, settings: FitSettings) -> float:
         weight_decay=settings.weight_decay,
     )
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, settings.epochs)
-    batches = TensorBatches(x, y, settings.batch_size, shuffle=True, seed=0)
+    batches = Stream(x, y, settings.batch_size, shuffle=True, seed=0)
     t0 = time.perf_counter()
     for _ in range(settings.epochs):
         model.train()
@@ -49,7 +49,7 @@ def plain_loop(x, y, xv, yv, settings: FitSettings) -> float:
         sched.step()
         model.eval()
         with torch.no_grad():
-            for xb, yb in TensorBatches(xv, yv, 1024):
+            for xb, yb in Stream(xv, yv, 1024):
                 (model(xb).argmax(1) == yb).float().mean()
     return time.perf_counter() - t0
 

@@ -15,7 +15,6 @@ import os
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import optuna
 
@@ -23,38 +22,58 @@ import optuna
 def main(n_trials: int = 20, overrides: list[str] | None = None) -> None:
     tmp = tempfile.mkdtemp(prefix="graftlab-bench-")
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp}/mlflow.db"
+    from functools import partial
+
     import mlflow
 
     from pipeline.data.store import load_domain
+    from pipeline.tracking.logger import run_logger
+    from pipeline.transfer.prefix_cache import PrefixCache
+    from pipeline.transfer.source import SourceModel
+    from pipeline.transfer.train import TargetTask, train_arm
+    from pipeline.tuning.objective import trial_objective
     from pipeline.tuning.study import run_trials
     from stages import _build as build
     from stages import tune
+    from stages._files import Layout
     from stages._shell import load_config, quiet_libraries, use_tracking
-    from stages._target import Source
 
     quiet_libraries()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     cfg = load_config(overrides or [])
     uri, exp = use_tracking(cfg)
-    target = load_domain(Path("outputs/prepare/target"))
-    source = Source(Path("outputs/pretrain/model"))
-    groups = build.num_groups(build.model_factory(cfg))
+    paths = Layout.of(cfg)
+    target = load_domain(paths.domain("target"))
+    source = SourceModel.load(paths.source_model)
+    factory = build.model_factory(cfg)
+    groups = build.num_groups(factory)
     params = tune.validate(cfg, groups)
+    task = TargetTask(target, int(cfg.data.labels_per_class))
+    logger_for = partial(
+        run_logger, uri, cfg.tracking.experiment, buffered=True, flush_on_finalize=False
+    )
 
     def study(caching: bool, pruning: bool, n: int, fixed: dict | None = None) -> tuple:
-        from stages._build import instantiate
-
-        pruner = instantiate(cfg, "tune.pruner") if pruning else optuna.pruners.NopPruner()
+        pruner = build.instantiate(cfg, "tune.pruner") if pruning else optuna.pruners.NopPruner()
         s = optuna.create_study(  # a fixed name: Hyperband assigns brackets by name and number
             study_name="bench",
             direction="maximize",
             pruner=pruner,
-            sampler=instantiate(cfg, "tune.sampler"),
+            sampler=build.instantiate(cfg, "tune.sampler"),
         )
         if fixed:
             s.enqueue_trial(fixed)
-        objective = tune.objective_for(
-            cfg, params, target, source, groups, uri, prefix_caching=caching
+        train = partial(
+            train_arm,
+            task=task,
+            factory=factory,
+            source=source,
+            trainer_kwargs=build.trainer_kwargs(cfg, False),
+            cache=PrefixCache(),
+            prefix_caching=caching,
+        )
+        objective = trial_objective(
+            params, build.trial_arm(cfg, groups), train, logger_for, {"graftlab.stage": "bench"}
         )
         with mlflow.start_run(experiment_id=exp, run_name="bench"):
             t0 = time.perf_counter()
