@@ -5,4 +5,11 @@ objects, and return results. The DVC stages in ``stages/`` wire it to ``params.y
 ``outputs/``.
 """
 
+import os
+
+# OpenMP reads its wait policy when torch loads it: waiting passively keeps several stage
+# processes on the same cores cheap now that each uses a fixed thread count (see
+# pipeline.threads). A value the user set wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 __version__ = "0.1.0"

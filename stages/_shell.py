@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import sys
 import tempfile
@@ -19,8 +18,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline import cpu_share
 from pipeline.errors import ConfigError, GraftlabError
+from pipeline.threads import fix_threads
 
 PARAMS = Path("params.yaml")
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
@@ -135,16 +134,7 @@ def run_stage(
     quiet_libraries()
     try:
         cfg = load_config(sys.argv[1:] if argv is None else argv)
-        threads = cfg.trainer.get("threads")
-        if threads is not None:
-            if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-                raise ConfigError("trainer.threads", threads, "an integer >= 1, or null (auto)")
-            import torch
-
-            torch.set_num_threads(threads)
-        elif "OMP_NUM_THREADS" not in os.environ:
-            cpu_share.register()  # parallel workers share the cores (see pipeline.cpu_share)
-            cpu_share.rebalance()
+        fix_threads(cfg.trainer.get("threads"))  # never follows other processes: same numbers
         metrics = run(cfg)
     except GraftlabError as err:
         print(f"error in stage {stage}: {err}", file=sys.stderr)

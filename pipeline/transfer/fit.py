@@ -18,7 +18,6 @@ import lightning.pytorch as L
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
-from pipeline import cpu_share
 from pipeline.data.streams import StepBatches, Stream, stream_seed
 from pipeline.errors import ConfigError, TrainingError
 from pipeline.models.grouped import GroupedNet
@@ -68,14 +67,6 @@ class BestWeights(Callback):
         if value > self.best:
             self.best = value
             self.state = {k: v.detach().clone() for k, v in module.state_dict().items()}
-
-
-class ShareCores(Callback):
-    """Re-takes this process's share of the CPU cores every epoch (see :mod:`pipeline.cpu_share`),
-    so a long run gives cores back when another worker starts."""
-
-    def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        cpu_share.rebalance()
 
 
 class EpochHistory(Callback):
@@ -190,7 +181,7 @@ def fit(
         trainer = L.Trainer(
             max_epochs=settings.epochs,
             logger=logger,
-            callbacks=[best, history, ShareCores(), *callbacks],
+            callbacks=[best, history, *callbacks],
             default_root_dir=tmp,
             num_sanity_val_steps=0,
             enable_model_summary=False,
