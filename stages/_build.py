@@ -10,15 +10,16 @@ from pathlib import Path
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
+from pipeline.data.checks import check_domain
 from pipeline.data.domain import Domain
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, DataError, GraftlabError
 from pipeline.objectives import Objective
 from pipeline.transfer.arms import Arm, ModelFactory
 from pipeline.transfer.freezing import resolve_depth
 from pipeline.transfer.settings import FitSettings
 
 _FACTORIES = ("optimizer", "scheduler", "augment")
-SHARED_KEYS = set(FitSettings.__dataclass_fields__) - {"seed", "section"}
+SHARED_KEYS = set(FitSettings.__dataclass_fields__) - {"seed", "section", "origins"}
 ARM_KEYS = {"init_groups", "objectives", *SHARED_KEYS}
 
 
@@ -38,18 +39,27 @@ def instantiate(cfg: DictConfig | dict, key: str, node: object = None, **kwargs:
         return hydra_instantiate(node, _convert_="all", **kwargs)
     except InstantiationException as err:
         cause = err.__cause__
-        if isinstance(cause, ConfigError):
+        if isinstance(cause, GraftlabError):  # the callable named the problem itself
             raise cause from None
-        if isinstance(cause, ValueError | TypeError):
-            allowed = f"valid settings for {node['_target_']} ({cause})"
-            raise ConfigError(key, dict(node), allowed) from err
-        allowed = f"an importable callable ({err})"
-        raise ConfigError(f"{key}._target_", node["_target_"], allowed) from err
+        if str(err).startswith("Error locating target"):
+            allowed = f"an importable callable ({cause or err})"
+            raise ConfigError(f"{key}._target_", node["_target_"], allowed) from err
+        # the callable ran and rejected its settings
+        settings = {k: v for k, v in dict(node).items() if k != "_target_"}
+        what = f"{type(cause).__name__}: {cause}" if cause else str(err)
+        allowed = f"valid settings for {node['_target_']} ({what})"
+        raise ConfigError(key, settings, allowed) from err
 
 
 def build_domain(cfg: DictConfig, which: str) -> Domain:
-    """The source or target dataset described by ``data.<which>``."""
-    return instantiate(cfg, f"data.{which}", seed=cfg.seed)
+    """The source or target dataset described by ``data.<which>``, checked
+    (:func:`pipeline.data.checks.check_domain`)."""
+    domain = instantiate(cfg, f"data.{which}", seed=cfg.seed)
+    if not isinstance(domain, Domain):
+        target = cfg.data[which]["_target_"]
+        raise ConfigError(f"data.{which}._target_", target, "a loader returning a Domain")
+    check_domain(domain, domain.recipe.get("path") or f"data.{which} ({domain.name})")
+    return domain
 
 
 def model_factory(cfg: DictConfig) -> ModelFactory:
@@ -71,10 +81,10 @@ def trainer_kwargs(cfg: DictConfig, progress_bar: bool | None = None) -> dict:
     return kw
 
 
-def _factories(spec: dict, section: str) -> dict:
+def _factories(spec: dict, origins: dict[str, str]) -> dict:
     """Optimiser, scheduler and augmentation factories from their ``_target_`` configs."""
     return {
-        k: None if spec[k] is None else instantiate({}, f"{section}.{k}", spec[k])
+        k: None if spec[k] is None else instantiate({}, origins[k], spec[k])
         for k in _FACTORIES
         if k in spec
     }
@@ -82,6 +92,7 @@ def _factories(spec: dict, section: str) -> dict:
 
 def pretrain_settings(cfg: DictConfig) -> FitSettings:
     p = OmegaConf.to_container(cfg.pretrain, resolve=True)
+    origins = {k: f"pretrain.{k}" for k in (*_FACTORIES, "epochs", "batch_size", "weight_decay")}
     return FitSettings(
         epochs=p["epochs"],
         batch_size=p["batch_size"],
@@ -90,7 +101,8 @@ def pretrain_settings(cfg: DictConfig) -> FitSettings:
         weight_decay=p["weight_decay"],
         seed=cfg.seed,
         section="pretrain",
-        **_factories(p, "pretrain"),
+        origins=origins | {"head_lr": "pretrain.lr", "backbone_lr": "pretrain.lr"},
+        **_factories(p, origins),
     )
 
 
@@ -123,23 +135,20 @@ def arm(cfg: DictConfig, name: str, groups: int, seed: int) -> Arm:
     shared = OmegaConf.to_container(cfg.transfer, resolve=True)
     merged = {k: v for k, v in shared.items() if k in SHARED_KEYS | {"objectives"}}
     merged |= {k: v for k, v in spec.items() if v is not None}
-    section = f"transfer.arms.{name}" if set(spec) & {"head_lr", "backbone_lr"} else "transfer"
+    # every setting names the key it came from: the arm's own, else the shared one
+    origins = {
+        k: f"transfer.arms.{name}.{k}" if spec.get(k) is not None else f"transfer.{k}"
+        for k in {*SHARED_KEYS, "objectives"}
+    }
     init_groups = resolve_depth(
         merged.pop("init_groups", "all"), groups, f"transfer.arms.{name}.init_groups"
     )
-    where = "transfer" if "freeze_groups" not in spec else f"transfer.arms.{name}"
     merged["freeze_groups"] = resolve_depth(
-        merged["freeze_groups"], groups, f"{where}.freeze_groups"
+        merged["freeze_groups"], groups, origins["freeze_groups"]
     )
-    where = "transfer" if "objectives" not in spec else f"transfer.arms.{name}"
-    make = objectives_factory(merged.pop("objectives"), f"{where}.objectives")
-    merged |= _factories(merged, section)
-    try:
-        settings = FitSettings(**merged, seed=seed, section=section)
-    except ConfigError as err:  # name the key the bad value came from
-        field = err.key.rpartition(".")[2]
-        where = f"transfer.arms.{name}" if field in spec else "transfer"
-        raise ConfigError(f"{where}.{field}", err.value, err.allowed) from None
+    make = objectives_factory(merged.pop("objectives"), origins["objectives"])
+    merged |= _factories(merged, origins)
+    settings = FitSettings(**merged, seed=seed, section="transfer", origins=origins)
     return Arm(name, init_groups, settings, make)
 
 
@@ -179,11 +188,43 @@ def transfer_seeds(cfg: DictConfig) -> list[int]:
 
 
 def tuned_config(cfg: DictConfig, best_path: Path) -> tuple[DictConfig, dict]:
-    """``cfg`` with the tune stage's best overrides applied, and the best.yaml contents."""
-    from stages._shell import apply_overrides
+    """``cfg`` with the tune stage's best values applied, and the best.yaml contents.
 
-    if not best_path.is_file():
+    With ``tune.enabled`` false best.yaml is not read: the config's values are used as they are.
+    An explicit value always wins over a tuned one: a tuned key keeps the config's value when
+    the command line set it, or when it differs from the value the study started from (``base``
+    in best.yaml; e.g. ``dvc exp run -S transfer.head_lr=0.1`` after tuning). Such keys are
+    logged and listed under ``kept``; ``overrides`` lists only the tuned values applied.
+
+    Raises:
+        DataError: Tuning is on but best.yaml is missing or unreadable.
+    """
+    import logging
+
+    from stages._shell import explicit
+
+    if not cfg.tune.enabled:
         return cfg, {}
-    best = yaml.safe_load(best_path.read_text()) or {}
-    overrides = [f"{k}={v}" for k, v in (best.get("overrides") or {}).items()]
-    return apply_overrides(cfg, overrides), best
+    try:
+        best = yaml.safe_load(best_path.read_text()) or {}
+        tuned = dict(best.get("overrides") or {})
+    except (OSError, yaml.YAMLError, AttributeError, TypeError, ValueError) as err:
+        problem = f"cannot read the tuned settings ({err}); run the tune stage first"
+        raise DataError(best_path, f"{problem}, or set tune.enabled=false") from None
+    base = best.get("base") or {}
+    cfg = cfg.copy()
+    kept, applied = {}, {}
+    for key, value in tuned.items():
+        current = OmegaConf.select(cfg, key, default="__missing__")
+        if current == "__missing__":
+            raise ConfigError(f"{best_path}: {key}", value, "a key of this config; re-run tune")
+        if explicit(key) or (key in base and current != base[key]):
+            kept[key] = current
+            continue
+        OmegaConf.update(cfg, key, value)
+        applied[key] = value
+    for key, value in kept.items():
+        logging.getLogger("stages").warning(
+            "%s=%r is set explicitly: kept instead of the tuned %r", key, value, tuned[key]
+        )
+    return cfg, {**best, "overrides": applied, "kept": kept}

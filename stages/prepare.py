@@ -11,6 +11,7 @@ from __future__ import annotations
 import mlflow
 from omegaconf import DictConfig, OmegaConf
 
+from pipeline.data.checks import check_pair
 from pipeline.data.images.transforms import channel_stats, normalize
 from pipeline.data.store import ARRAYS, save_domain
 from pipeline.tracking.datasets import log_card_inputs
@@ -25,6 +26,7 @@ STAGE = "prepare"
 def run(cfg: DictConfig) -> dict:
     paths = Layout.of(cfg)
     source, target = build_domain(cfg, "source"), build_domain(cfg, "target")
+    check_pair(source, target)
     if source.modality == target.modality == "image":
         mean, std = channel_stats(source)
         source, target = normalize(source, mean, std), normalize(target, mean, std)

@@ -89,6 +89,8 @@ def run(cfg: DictConfig) -> dict:
             "num_groups": groups,
             "source": source.ids,
             "tune_run_id": best.get("tune_run_id"),
+            "tuned": best.get("overrides", {}),  # applied; explicit values kept instead:
+            "kept": best.get("kept", {}),
         }
         write_json(out / INDEX, index)
         write_json(out / "metrics.json", metrics)

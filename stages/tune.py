@@ -33,10 +33,11 @@ from pipeline.tuning.objective import trial_objective
 from pipeline.tuning.report import best_trial_summary, write_study
 from pipeline.tuning.space import Param, parse_space
 from pipeline.tuning.storage import open_storage, redact
-from pipeline.tuning.study import open_study, parent_run, run_trials, study_name
+from pipeline.tuning.study import open_study, parent_run, run_trials, settle, study_name
 from stages import _build as build
 from stages._files import Layout, write_json
-from stages._shell import run_stage, stage_output, use_tracking
+from stages._schema import check_config
+from stages._shell import explicit, run_stage, stage_output, use_tracking
 
 STAGE = "tune"
 JOURNAL = "optuna-journal.log"
@@ -46,16 +47,17 @@ NOT_HASHED |= {"grace_period", "study_name", "enabled"}
 
 
 def validate(cfg: DictConfig, groups: int) -> list[Param]:
-    """Check the tune section before any trial starts; return the search space."""
-    for key in ("n_trials", "epochs"):
-        value = cfg.tune[key]
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"tune.{key}", value, "an integer >= 1")
+    """Check the config before any trial starts; return the search space."""
+    check_config(cfg, STAGE)
     params = parse_space(OmegaConf.to_container(cfg.tune.space, resolve=True), groups)
     for p in params:
-        if OmegaConf.select(cfg, p.key, default="__missing__") == "__missing__":
+        value = OmegaConf.select(cfg, p.key, default="__missing__")
+        if value == "__missing__":
             allowed = "an existing config key (a tuned parameter sets that key in each trial)"
             raise ConfigError(f"tune.space.{p.key}", p.key, allowed)
+        if explicit(p.key):  # the study would silently replace it in every trial
+            allowed = f"no value: tune.space searches it (keep it fixed: ~tune.space.{p.key})"
+            raise ConfigError(p.key, value, allowed)
     build.arm_names(cfg)
     return params
 
@@ -67,6 +69,7 @@ def make_study(cfg: DictConfig, params: list[Param], weights_id: str, target_sha
     skip = searched | {"run", "seeds", "epochs", "baseline"}
     transfer = OmegaConf.to_container(cfg.transfer, resolve=True)
     tune = OmegaConf.to_container(t, resolve=True)
+    trainer = OmegaConf.to_container(cfg.trainer, resolve=True)  # device, precision, threads
     identity = {
         "source": weights_id,
         "target": target_sha,
@@ -75,6 +78,7 @@ def make_study(cfg: DictConfig, params: list[Param], weights_id: str, target_sha
         "tune": {k: v for k, v in tune.items() if k not in NOT_HASHED},
         "transfer": {k: v for k, v in transfer.items() if k not in skip},
         "model": OmegaConf.to_container(cfg.model, resolve=True),
+        "trainer": {k: v for k, v in trainer.items() if k != "enable_progress_bar"},
     }
     journal = repo_root(Path.cwd()) / JOURNAL
     storage = open_storage(
@@ -98,6 +102,8 @@ def run(cfg: DictConfig) -> dict:
     params = validate(cfg, groups)
     target = load_domain(paths.domain("target"))
     source = SourceModel.load(paths.source_model)
+    task = TargetTask(target, int(cfg.data.labels_per_class))
+    task.labelled_index(int(cfg.seed))  # checks the label budget before any trial
     study = make_study(cfg, params, source.weights_id, target.card()["sha256"])
     uri, experiment_id = use_tracking(cfg)
     tags = {
@@ -107,7 +113,7 @@ def run(cfg: DictConfig) -> dict:
     }
     train = partial(
         train_arm,
-        task=TargetTask(target, int(cfg.data.labels_per_class)),
+        task=task,
         factory=factory,
         source=source,
         trainer_kwargs=build.trainer_kwargs(cfg, progress_bar=False),
@@ -121,6 +127,7 @@ def run(cfg: DictConfig) -> dict:
         mlflow.log_params(flatten({"tune": OmegaConf.to_container(t, resolve=True)}))
         objective = trial_objective(params, build.trial_arm(cfg, groups), train, logger_for, tags)
         run_trials(study, objective, t.n_trials, max_failures=t.max_failures, timeout=t.timeout)
+        settle(study)  # best.yaml is the study's best, whichever worker finishes last
         try:
             best = best_trial_summary(study)
         except ValueError as err:
@@ -132,6 +139,7 @@ def run(cfg: DictConfig) -> dict:
             "storage": redact(t.storage or JOURNAL),
             "tune_run_id": parent.info.run_id,
             **best,
+            "base": {p.key: OmegaConf.select(cfg, p.key) for p in params},  # see tuned_config
         }
         with stage_output(paths.tune) as out:
             metrics = write_study(study, params, best, out)
