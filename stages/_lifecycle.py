@@ -67,11 +67,13 @@ def _end_runs(status: str, since_ms: int | None = None) -> None:
 
 @contextmanager
 def guarded(stage: str, cfg: DictConfig) -> Iterator[None]:
-    """Sweep what dead runs of ``stage`` left, run the body, and end its runs however it ends."""
+    """Check the output folder can be written and sweep what dead runs of ``stage`` left; run
+    the body; end the stage's runs however it ends."""
     from pipeline.tracking.owners import sweep_dead_runs
-    from stages._outputs import sweep_leftovers
+    from stages._outputs import check_writable, sweep_leftovers
     from stages._shell import use_tracking
 
+    check_writable(Path(cfg.paths[stage]))
     sweep_leftovers(Path(cfg.paths[stage]))
     _, experiment_id = use_tracking(cfg)
     sweep_dead_runs(experiment_id, stage)

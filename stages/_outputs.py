@@ -119,9 +119,14 @@ def stage_output(final: Path) -> Iterator[Path]:
                 final.rename(old)
             tmp.rename(final)
         except OSError as err:
+            where = ""
             if old.exists() and not final.exists():
-                old.rename(final)
+                try:
+                    old.rename(final)
+                except OSError as again:
+                    where = f"; the previous outputs are in {old} ({again})"
             _remove(tmp)
-            raise StorageError(final, f"cannot replace it with the new outputs ({err})") from err
+            problem = f"cannot replace it with the new outputs ({err}){where}"
+            raise StorageError(final, problem) from err
     if old.exists():
         _remove(old)

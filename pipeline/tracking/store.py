@@ -76,24 +76,22 @@ def use_store(uri: str, experiment: str, artifact_root: Path | None) -> str:
 def relocate_artifacts(uri: str, location: str, experiment_id: str, artifact_root: Path) -> bool:
     """Re-point the stored artifact locations of a moved or copied repository's store.
 
-    If the experiment's location is ``<old root>/mlartifacts/<id>`` for another root, every
-    experiment, run and LoggedModel location under ``<old root>/mlartifacts/`` is rewritten to
-    ``artifact_root`` (the copied artifacts are there). MLflow has no API to change a stored
-    location, so this updates its tables through its own SQLAlchemy models.
+    If the experiment's location is ``<old root>/mlartifacts`` for another root, every
+    experiment, run and LoggedModel location under it is rewritten to ``artifact_root`` (the
+    copied artifacts are there). MLflow has no API to change a stored location, so this updates
+    its tables through its own SQLAlchemy models.
 
     Returns:
         Whether anything was re-pointed.
     """
-    new = artifact_root.as_uri() + "/"
-    tail = f"/{artifact_root.name}/{experiment_id}"
-    if location == new + experiment_id or not location.startswith("file://"):
+    new = artifact_root.as_uri()
+    if location == new or not location.startswith("file://"):
         return False
-    if not location.endswith(tail):
+    if not location.endswith(f"/{artifact_root.name}"):
         return False  # not a location this code chose: leave it
-    old = location.removesuffix(experiment_id)
     from mlflow.store.tracking.dbmodels.models import SqlExperiment, SqlLoggedModel, SqlRun
     from mlflow.tracking._tracking_service.utils import _get_store  # the store of this URI
-    from sqlalchemy import func
+    from sqlalchemy import func, or_
 
     store = _get_store(uri)
     with store.ManagedSessionMaker() as session:
@@ -102,8 +100,9 @@ def relocate_artifacts(uri: str, location: str, experiment_id: str, artifact_roo
             (SqlRun, SqlRun.artifact_uri),
             (SqlLoggedModel, SqlLoggedModel.artifact_location),
         ):
-            session.query(table).filter(column.startswith(old, autoescape=True)).update(
-                {column: func.replace(column, old, new)}, synchronize_session=False
+            under = or_(column == location, column.startswith(location + "/", autoescape=True))
+            session.query(table).filter(under).update(
+                {column: func.replace(column, location, new)}, synchronize_session=False
             )
-    log.warning("this repository's MLflow store pointed at %s; artifacts now go to %s", old, new)
+    log.warning("the MLflow store pointed at %s; artifacts now go to %s", location, new)
     return True
