@@ -52,6 +52,13 @@ def _group_option(group: str, option: object) -> dict | None:
     return OmegaConf.select(OmegaConf.create(composed), group.replace("/", "."))
 
 
+def _has(cfg: DictConfig, key: str) -> bool:
+    """Whether ``key`` exists in ``cfg``, also when its value is still missing (``???``)."""
+    parent, _, leaf = key.rpartition(".")
+    node = OmegaConf.select(cfg, parent, default=None) if parent else cfg
+    return isinstance(node, DictConfig) and leaf in list(node)  # `in node` skips ??? values
+
+
 def apply_overrides(cfg: DictConfig, overrides: Sequence[str]) -> DictConfig:
     """Apply Hydra-syntax overrides (``a.b=1``, ``+new=2``, ``~gone``) to a copy of ``cfg``.
 
@@ -75,7 +82,7 @@ def apply_overrides(cfg: DictConfig, overrides: Sequence[str]) -> DictConfig:
             OmegaConf.update(cfg, key, node, merge=False, force_add=True)
             OmegaConf.resolve(cfg)  # its ${...} refer to this config's values
             continue
-        exists = OmegaConf.select(cfg, key, default="__missing__") != "__missing__"
+        exists = _has(cfg, key)
         if o.is_delete():
             parent, _, leaf = key.rpartition(".")
             node = OmegaConf.select(cfg, parent) if parent else cfg
