@@ -16,7 +16,7 @@ from pipeline.errors import ConfigError, DataError, GraftlabError
 from pipeline.objectives import Objective
 from pipeline.transfer.arms import Arm, ModelFactory
 from pipeline.transfer.freezing import resolve_depth
-from pipeline.transfer.settings import FitSettings
+from pipeline.transfer.settings import FitSettings, describe
 
 _FACTORIES = ("optimizer", "scheduler", "augment")
 SHARED_KEYS = set(FitSettings.__dataclass_fields__) - {"seed", "section", "origins"}
@@ -82,12 +82,36 @@ def trainer_kwargs(cfg: DictConfig, progress_bar: bool | None = None) -> dict:
 
 
 def _factories(spec: dict, origins: dict[str, str]) -> dict:
-    """Optimiser, scheduler and augmentation factories from their ``_target_`` configs."""
-    return {
+    """Optimiser, scheduler and augmentation factories from their ``_target_`` configs; the
+    optimiser and scheduler are tried on a dummy parameter, so a callable that is not one fails
+    here, naming its key, instead of inside training."""
+    built = {
         k: None if spec[k] is None else instantiate({}, origins[k], spec[k])
         for k in _FACTORIES
         if k in spec
     }
+    if built.get("optimizer") is not None:
+        _probe(built, origins)
+    return built
+
+
+def _probe(built: dict, origins: dict[str, str]) -> None:
+    import torch
+
+    key, target = "optimizer", built["optimizer"]
+    try:
+        optimizer = target([{"params": [torch.zeros(1, requires_grad=True)], "lr": 0.1}])
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise TypeError(f"it returned {type(optimizer).__name__}")
+        if built.get("scheduler") is not None:
+            key, target = "scheduler", built["scheduler"]
+            scheduler = target(optimizer, 2)
+            if not isinstance(scheduler, torch.optim.lr_scheduler.LRScheduler):
+                raise TypeError(f"it returned {type(scheduler).__name__}")
+    except Exception as err:
+        kind = "optimizer(param_groups)" if key == "optimizer" else "scheduler(optimizer, epochs)"
+        allowed = f"a factory {kind} of torch's kind, with _partial_: true ({err})"
+        raise ConfigError(origins[key], describe(target), allowed) from None
 
 
 def pretrain_settings(cfg: DictConfig) -> FitSettings:

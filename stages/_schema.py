@@ -86,7 +86,9 @@ BUDGETS = Rule(
     lambda v: isinstance(v, list) and all(_int(n) and n >= 1 for n in v),
     "a list of integers >= 1",
 )
-POSITIVE, NON_NEGATIVE = number(0, open_low=True), number(0, open_low=False)
+POSITIVE = number(0, open_low=True)
+# rates and decays end up as float32 factors in the optimiser (3.5e39 overflowed in SGD's step)
+RATE, DECAY = number(0, 1e6, open_low=True), number(0, 1e6, open_low=False)
 FRACTION = number(0, 1, open_low=True, open_high=True)
 # Lightning's precision names (lightning.fabric.connectors._PRECISION_INPUT_STR)
 PRECISIONS = ("64-true", "32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true")
@@ -100,10 +102,10 @@ FIT_SETS += ("num_sanity_val_steps", "enable_model_summary", "log_every_n_steps"
 FIT = {
     "epochs": integer(1),
     "batch_size": integer(1),
-    "head_lr": POSITIVE,
-    "backbone_lr": POSITIVE,
+    "head_lr": RATE,
+    "backbone_lr": RATE,
     "lr_decay": number(0, 1, open_low=True),
-    "weight_decay": NON_NEGATIVE,
+    "weight_decay": DECAY,
     "freeze_groups": DEPTH,
     "optimizer": TARGET,
     "scheduler": TARGET,
@@ -126,8 +128,8 @@ RULES: dict[str, Rule] = {
     "model": TARGET.needed(),
     "pretrain.epochs": integer(1).needed(),
     "pretrain.batch_size": integer(1).needed(),
-    "pretrain.lr": POSITIVE.needed(),
-    "pretrain.weight_decay": NON_NEGATIVE,
+    "pretrain.lr": RATE.needed(),
+    "pretrain.weight_decay": DECAY,
     "pretrain.optimizer": TARGET,
     "pretrain.scheduler": TARGET,
     "tune.enabled": BOOL.needed(),
@@ -257,3 +259,9 @@ def _check_trainer(trainer: dict) -> None:
             raise ConfigError(f"trainer.{key}", value, "nothing: the stages set it themselves")
         if key not in known:
             raise ConfigError(f"trainer.{key}", value, "a lightning.pytorch.Trainer argument")
+    kwargs = {k: v for k, v in trainer.items() if k != "threads"}
+    try:  # Lightning checks its own arguments when a Trainer is made; no work starts here
+        Trainer(**kwargs, logger=False, enable_checkpointing=False, enable_model_summary=False)
+    except Exception as err:
+        allowed = f"settings lightning.pytorch.Trainer takes ({err})"
+        raise ConfigError("trainer", kwargs, allowed) from None

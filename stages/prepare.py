@@ -25,7 +25,8 @@ STAGE = "prepare"
 
 def run(cfg: DictConfig) -> dict:
     paths = Layout.of(cfg)
-    source, target = build_domain(cfg, "source"), build_domain(cfg, "target")
+    target = build_domain(cfg, "target")  # the user's own data first: its problems show at once
+    source = build_domain(cfg, "source")
     check_pair(source, target)
     if source.modality == target.modality == "image":
         mean, std = channel_stats(source)
