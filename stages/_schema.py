@@ -116,6 +116,7 @@ RULES: dict[str, Rule] = {
     "seed": integer(0, 2**32 - 1).needed(),
     "data.image_size": integer(1, 4096),
     "data.labels_per_class": integer(1).needed(),
+    "data.val_per_class": integer(1).optional(),
     "data.source": TARGET.needed(),
     "data.target": TARGET.needed(),
     "data.*.image_size": integer(1, 4096),
@@ -141,6 +142,7 @@ RULES: dict[str, Rule] = {
     "tune.heartbeat_interval": integer(1),
     "tune.grace_period": integer(1),
     "tune.epochs": integer(1).needed(),
+    "tune.subsets": integer(1),
     "tune.sampler": TARGET,
     "tune.pruner": TARGET,
     "tune.space": MAPPING,
@@ -158,9 +160,10 @@ RULES: dict[str, Rule] = {
     "evaluate.scores.max_samples": integer(2),
     "evaluate.scores.mmd_permutations": integer(1),
     "evaluate.curves.freeze_depth.enabled": BOOL,
-    "evaluate.curves.freeze_depth.seeds": integer(1),
+    "evaluate.curves.freeze_depth.seeds": integer(1).optional(),
     "evaluate.curves.label_efficiency.labels_per_class": BUDGETS,
-    "evaluate.curves.label_efficiency.seeds": integer(1),
+    "evaluate.curves.label_efficiency.seeds": integer(1).optional(),
+    "evaluate.large_validation": BOOL,
     "trainer": MAPPING.needed(),
     "trainer.accelerator": one_of(*ACCELERATORS).needed(),
     "trainer.devices": DEVICES,
@@ -172,7 +175,8 @@ RULES: dict[str, Rule] = {
     "paths.*": TEXT,
 }
 # The config sections each stage reads (as dvc.yaml lists its params), plus where it writes.
-_TARGET_RUNS = ("seed", "data.labels_per_class", "model", "trainer", "transfer")
+_TARGET_RUNS = ("seed", "data.labels_per_class", "data.val_per_class", "model", "trainer")
+_TARGET_RUNS += ("transfer",)
 READS = {
     "prepare": ("seed", "data"),
     "pretrain": ("seed", "model", "pretrain", "trainer"),

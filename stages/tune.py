@@ -28,7 +28,7 @@ from pipeline.tracking.logger import run_logger
 from pipeline.tracking.store import repo_root
 from pipeline.transfer.prefix_cache import PrefixCache
 from pipeline.transfer.source import SourceModel
-from pipeline.transfer.train import TargetTask, train_arm
+from pipeline.transfer.train import train_arm
 from pipeline.tuning.objective import trial_objective
 from pipeline.tuning.report import best_trial_summary, write_study
 from pipeline.tuning.space import Param, parse_space
@@ -74,6 +74,7 @@ def make_study(cfg: DictConfig, params: list[Param], weights_id: str, target_sha
         "source": weights_id,
         "target": target_sha,
         "labels": cfg.data.labels_per_class,
+        "val": cfg.data.get("val_per_class"),
         "seed": cfg.seed,
         "tune": {k: v for k, v in tune.items() if k not in NOT_HASHED},
         "transfer": {k: v for k, v in transfer.items() if k not in skip},
@@ -102,8 +103,8 @@ def run(cfg: DictConfig) -> dict:
     params = validate(cfg, groups)
     target = load_domain(paths.domain("target"))
     source = SourceModel.load(paths.source_model)
-    task = TargetTask(target, int(cfg.data.labels_per_class))
-    task.labelled_index(int(cfg.seed))  # checks the label budget before any trial
+    task = build.target_task(cfg, target)
+    task.labelled_index(int(cfg.seed)), task.validation_index(int(cfg.seed))  # budget first
     study = make_study(cfg, params, source.weights_id, target.card()["sha256"])
     uri, experiment_id = use_tracking(cfg)
     tags = {
@@ -125,7 +126,9 @@ def run(cfg: DictConfig) -> dict:
     t = cfg.tune
     with parent_run(study, experiment_id, f"{STAGE}:{study.study_name}", tags) as parent:
         mlflow.log_params(flatten({"tune": OmegaConf.to_container(t, resolve=True)}))
-        objective = trial_objective(params, build.trial_arm(cfg, groups), train, logger_for, tags)
+        seeds = [int(cfg.seed) + i for i in range(t.subsets)]
+        arm_for = build.trial_arm(cfg, groups)
+        objective = trial_objective(params, arm_for, seeds, train, logger_for, tags)
         run_trials(study, objective, t.n_trials, max_failures=t.max_failures, timeout=t.timeout)
         settle(study)  # best.yaml is the study's best, whichever worker finishes last
         try:

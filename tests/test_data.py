@@ -68,9 +68,9 @@ def test_label_budget_is_per_class_seeded_and_from_train_only():
 @pytest.mark.parametrize(
     ("bad", "allowed"),
     [
-        (0, "an integer in [1, 30] (the smallest class of the target train split has 30 rows)"),
-        (-2, "an integer in [1, 30] (the smallest class of the target train split has 30 rows)"),
-        (31, "an integer in [1, 30] (the smallest class of the target train split has 30 rows)"),
+        (0, "an integer in [1, 30] (the smallest class of the split it draws from has 30 rows)"),
+        (-2, "an integer in [1, 30] (the smallest class of the split it draws from has 30 rows)"),
+        (31, "an integer in [1, 30] (the smallest class of the split it draws from has 30 rows)"),
         (2.5, "a positive integer"),
         (True, "a positive integer"),
     ],
