@@ -69,6 +69,20 @@ def model_factory(cfg: DictConfig) -> ModelFactory:
     return lambda num_classes: factory(num_classes=num_classes)
 
 
+def check_input(model: object, shape: tuple[int, ...], target: str) -> None:
+    """The backbone takes inputs of ``shape`` (one forward pass of zeros, in eval mode), so a
+    resolution it cannot handle is a config error before training, not a traceback inside it."""
+    import torch
+
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(2, *shape))
+    except RuntimeError as err:
+        allowed = f"a backbone that takes inputs of shape {shape} (data.image_size) ({err})"
+        raise ConfigError("model._target_", target, allowed) from None
+
+
 def num_groups(factory: ModelFactory) -> int:
     return factory(2).num_groups
 

@@ -88,8 +88,7 @@ def settle(study: optuna.Study, poll: float = 0.5) -> None:
     told = False
     while running := study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         reap_dead_trials(study)
-        if isinstance(study._storage, optuna.storages.RDBStorage):
-            optuna.storages.fail_stale_trials(study)
+        optuna.storages.fail_stale_trials(study)  # RDB heartbeats; a no-op for a journal
         if not told:
             log.info("waiting for %d running trial(s) of other workers", len(running))
             told = True
