@@ -119,24 +119,53 @@ def test_stratified_split_boundaries_name_the_setting_and_the_range():
     parts = stratified_split(y, test_fraction=0.5, val_per_class=2, seed=0)
     # the smallest class keeps 3 rows after the test split: val may take 2, not 3
     assert np.bincount(y[parts["train"]]).min() == 1
-    with pytest.raises(ConfigError, match=r"data\.target\.val_per_class=3.*\[1, 2\].*keeps 3"):
+    with pytest.raises(ConfigError) as err:
         stratified_split(y, test_fraction=0.5, val_per_class=3, seed=0)
+    assert str(err.value) == (
+        "data.target.val_per_class=3 is not allowed; expected an integer in [1, 2] (the "
+        "smallest class keeps 3 rows after the test split)"
+    )
     for bad in (0, 1, 1.5, -0.1, True):
-        with pytest.raises(ConfigError, match=r"test_fraction"):
+        with pytest.raises(ConfigError) as err:
             stratified_split(y, test_fraction=bad, val_per_class=1, seed=0)
+        assert str(err.value) == (
+            f"data.target.test_fraction={bad!r} is not allowed; expected a number in (0, 1)"
+        )
     for bad in (0, -1, 1.5, True):
-        with pytest.raises(ConfigError, match=r"val_per_class"):
+        with pytest.raises(ConfigError) as err:
             stratified_split(y, test_fraction=0.5, val_per_class=bad, seed=0)
-    with pytest.raises(ConfigError, match=r"data\.source\.test_fraction"):
+        assert str(err.value) == (
+            f"data.target.val_per_class={bad!r} is not allowed; expected an integer >= 1"
+        )
+    with pytest.raises(ConfigError, match=r"^data\.source\.test_fraction=0\.01 .*a share"):
         stratified_split(y, test_fraction=0.01, val_per_class=1, seed=0, key="data.source")
+    # the test share takes all of the small class: it says so instead of a range of [1, -1]
+    small = _imbalanced([20, 20, 3])
+    with pytest.raises(ConfigError) as err:
+        stratified_split(small, test_fraction=0.85, val_per_class=1, seed=0)
+    assert str(err.value) == (
+        "data.target.test_fraction=0.85 is not allowed; expected a share that leaves every "
+        "class a val and a training row (one keeps 0)"
+    )
 
 
 @pytest.mark.parametrize("counts", [[5, 2], [5], [3, 0, 4]])
 def test_stratified_split_needs_three_rows_of_every_class(counts):
-    with pytest.raises(GraftlabError, match=r"toy\.npz: every class needs at least 3 rows"):
+    with pytest.raises(GraftlabError) as err:
         stratified_split(
             _imbalanced(counts), test_fraction=0.3, val_per_class=1, seed=0, source="toy.npz"
         )
+    assert str(err.value) == (
+        "toy.npz: every class needs at least 3 rows (a test, a val and a training row); class "
+        f"counts are {counts}"
+    )
+    with pytest.raises(GraftlabError, match="^the target labels: every class"):
+        stratified_split(_imbalanced(counts), test_fraction=0.3, val_per_class=1, seed=0)
+
+
+def test_two_classes_of_three_rows_are_enough():
+    parts = stratified_split(_imbalanced([3, 3]), test_fraction=0.3, val_per_class=1, seed=0)
+    assert [len(parts[k]) for k in ("train", "val", "test")] == [2, 2, 2]
 
 
 def test_stratified_split_is_seeded_sorted_and_keeps_every_class_in_every_split():

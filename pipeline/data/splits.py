@@ -65,6 +65,9 @@ def stratified_split(
         allowed = f"a share that leaves every class a test and a training row ({err})"
         raise ConfigError(f"{key}.test_fraction", test_fraction, allowed) from err
     smallest = int(np.bincount(y[rest], minlength=len(counts)).min())
+    if smallest < 2:  # the stratified test share took (nearly) all of a small class
+        allowed = f"a share that leaves every class a val and a training row (one keeps {smallest})"
+        raise ConfigError(f"{key}.test_fraction", test_fraction, allowed)
     if val_per_class >= smallest:
         allowed = f"an integer in [1, {smallest - 1}] (the smallest class keeps {smallest} rows"
         raise ConfigError(f"{key}.val_per_class", val_per_class, allowed + " after the test split)")
