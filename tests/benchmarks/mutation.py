@@ -43,8 +43,102 @@ TESTS = [
     "tests/test_data.py",
     "tests/test_evaluation_logic.py",
 ]
-# Survivors that cannot change any result, with the reason (judged at the commit that added them).
-EQUIVALENT: dict[str, str] = {}
+# Survivors that cannot change any result, with the reason (judged by reading their diffs when
+# this list was last edited; mutant numbers shift when a module changes: re-judge then).
+_FLOAT64 = "np.float64 -> None/default: numpy's default float type is float64 (ints exact in it)"
+_FULL_SVD = "the n <= D branch: U is (n, n) whether or not full_matrices, as k = n"
+_CONSTANT = "scipy's kendalltau already returns nan for a constant input"
+_STRICT = "zip(strict=...) of sequences whose equal length is checked or built just before"
+_CASE = "einsum subscripts / scipy metric names are case-insensitive here"
+_SQUARE = "the pooled kernel matrix is square: shape[1] == shape[0]"
+EQUIVALENT: dict[str, str] = {
+    "pipeline.data.splits.x_stratified_split__mutmut_94": "replace=None is falsy like False",
+    "pipeline.data.splits.x_label_budget__mutmut_32": "replace=None is falsy like False",
+    "pipeline.metrics._inputs.x_features_and_labels__mutmut_18": _FLOAT64,
+    "pipeline.metrics.classification.x_accuracy__mutmut_4": "micro accuracy needs no class count",
+    "pipeline.metrics.classification.x_accuracy__mutmut_8": "micro accuracy needs no class count",
+    "pipeline.metrics.classification.x_classification_metrics__mutmut_11": "same as accuracy",
+    "pipeline.metrics.classification.x_classification_metrics__mutmut_23": (
+        "torchmetrics' multiclass_f1_score averages 'macro' by default"
+    ),
+    "pipeline.metrics.comparison.x_paired_gain__mutmut_7": _STRICT,
+    "pipeline.metrics.comparison.x_paired_gain__mutmut_10": _STRICT,
+    "pipeline.metrics.comparison.x_paired_gain__mutmut_11": _STRICT,
+    "pipeline.metrics.domain.x__check_samples__mutmut_16": _FLOAT64,
+    "pipeline.metrics.domain.x_proxy_a_distance__mutmut_20": "labels 0.0/1.0 or 0/1: same classes",
+    "pipeline.metrics.domain.x_proxy_a_distance__mutmut_22": "labels 0.0/1.0 or 0/1: same classes",
+    "pipeline.metrics.domain.x_proxy_a_distance__mutmut_25": "labels 0.0/1.0 or 0/1: same classes",
+    "pipeline.metrics.domain.x_proxy_a_distance__mutmut_27": "labels 0.0/1.0 or 0/1: same classes",
+    "pipeline.metrics.domain.x_proxy_a_distance__mutmut_47": "converges long before 1000 steps",
+    "pipeline.metrics.domain.x_proxy_a_distance__mutmut_60": "error >= 0, so PAD <= 2 unclipped",
+    "pipeline.metrics.domain.x_proxy_a_distance__mutmut_71": "error >= 0, so PAD <= 2 unclipped",
+    "pipeline.metrics.domain.x__pooled_kernel__mutmut_16": _CASE,
+    "pipeline.metrics.domain.x__mmd2_from_membership__mutmut_17": _CASE,
+    "pipeline.metrics.domain.x__mmd2_from_membership__mutmut_26": _CASE,
+    "pipeline.metrics.domain.x__mmd2_from_membership__mutmut_35": _CASE,
+    "pipeline.metrics.domain.x_mmd2_unbiased__mutmut_23": "only row 0 of the membership is read",
+    "pipeline.metrics.domain.x_mmd2_unbiased__mutmut_24": _SQUARE,
+    "pipeline.metrics.domain.x_mmd_permutation_test__mutmut_30": _SQUARE,
+    "pipeline.metrics.domain.x_mmd_permutation_test__mutmut_38": "argsort's default axis is -1",
+    "pipeline.metrics.hscore.x__pinv_rcond__mutmut_7": "np.finfo(None) is float64's",
+    "pipeline.metrics.hscore.x_h_score__mutmut_37": "f is centred already: the same estimate",
+    "pipeline.metrics.hscore.x_h_score__mutmut_47": "an eigenvalue exactly at the cut-off",
+    "pipeline.metrics.leep.x_leep__mutmut_11": "an extra zero row of the joint no label reads",
+    "pipeline.metrics.leep.x_leep__mutmut_16": "a scale of the joint cancels in P(y|z)",
+    "pipeline.metrics.leep.x_leep__mutmut_18": "a scale of the joint cancels in P(y|z)",
+    "pipeline.metrics.leep.x_leep__mutmut_23": "(Z,) broadcasts against (C, Z) like (1, Z)",
+    "pipeline.metrics.leep.x_leep__mutmut_25": "(Z,) broadcasts against (C, Z) like (1, Z)",
+    "pipeline.metrics.leep.x_leep__mutmut_46": _CASE,
+    "pipeline.metrics.logme.x__spectrum__mutmut_2": (
+        "at n == D both branches compute the same spectrum (rounding apart)"
+    ),
+    "pipeline.metrics.logme.x__spectrum__mutmut_10": "a singular value exactly at 1e-10",
+    "pipeline.metrics.logme.x__spectrum__mutmut_15": _FULL_SVD,
+    "pipeline.metrics.logme.x__spectrum__mutmut_17": _FULL_SVD,
+    "pipeline.metrics.logme.x__spectrum__mutmut_18": _FULL_SVD,
+    "pipeline.metrics.logme.x_logme__mutmut_13": _FLOAT64,
+    "pipeline.metrics.logme.x_logme__mutmut_79": "a relative change exactly at the tolerance",
+    "pipeline.metrics.logme.x_logme__mutmut_108": (
+        "a converged column stops updating, so it converges again every later step"
+    ),
+    "pipeline.metrics.nce.x_nce__mutmut_43": "extra all-zero rows of the joint are skipped",
+    "pipeline.metrics.nce.x_nce__mutmut_51": "numpy reads any negative size as 'infer'",
+    "pipeline.metrics.ntg.x_negative_transfer_gap__mutmut_4": _FLOAT64,
+    "pipeline.metrics.ntg.x_negative_transfer_gap__mutmut_6": _FLOAT64,
+    "pipeline.metrics.ntg.x_negative_transfer_gap__mutmut_9": _FLOAT64,
+    "pipeline.metrics.ntg.x_negative_transfer_gap__mutmut_11": _FLOAT64,
+    "pipeline.metrics.ntg.x_negative_transfer_gap__mutmut_48": (
+        "mean_interval refuses the same confidence with the same message"
+    ),
+    "pipeline.metrics.ntg.x_negative_transfer_gap__mutmut_49": (
+        "mean_interval refuses the same confidence with the same message"
+    ),
+    "pipeline.metrics.ntg.x_negative_transfer_gap__mutmut_50": (
+        "mean_interval refuses the same confidence with the same message"
+    ),
+    "pipeline.metrics.ranking.x_kendall_tau__mutmut_3": _FLOAT64,
+    "pipeline.metrics.ranking.x_kendall_tau__mutmut_5": _FLOAT64,
+    "pipeline.metrics.ranking.x_kendall_tau__mutmut_8": _FLOAT64,
+    "pipeline.metrics.ranking.x_kendall_tau__mutmut_10": _FLOAT64,
+    "pipeline.metrics.ranking.x_kendall_tau__mutmut_33": _CONSTANT,
+    "pipeline.metrics.ranking.x_kendall_tau__mutmut_38": _CONSTANT,
+    "pipeline.metrics.ranking.x_kendall_tau__mutmut_39": _CONSTANT,
+    "pipeline.metrics.ranking.x_kendall_tau__mutmut_40": _CONSTANT,
+    "pipeline.metrics.ranking.x_kendall_tau__mutmut_41": _CONSTANT,
+    "pipeline.metrics.ranking.x_kendall_tau__mutmut_42": _CONSTANT,
+    "pipeline.metrics.ranking.x_kendall_tau__mutmut_43": _CONSTANT,
+    "pipeline.metrics.ranking.x_kendall_tau__mutmut_46": "float('NAN') is nan",
+    "pipeline.metrics.source_scores.x__compare__mutmut_11": _STRICT,
+    "pipeline.metrics.source_scores.x__compare__mutmut_14": _STRICT,
+    "pipeline.metrics.source_scores.x__compare__mutmut_15": _STRICT,
+    "pipeline.metrics.source_scores.x_depth_ranking__mutmut_11": (
+        "k = 0 pools the raw input, the same for source and reference: it cancels"
+    ),
+    "pipeline.metrics.source_scores.x_depth_ranking__mutmut_19": "groups[None:k] is groups[0:k]",
+    "pipeline.metrics.source_scores.x_depth_ranking__mutmut_29": (
+        "a positive scale of every gain leaves their ranking"
+    ),
+}
 COPY = ("pipeline", "stages", "conf", "tests", "params.yaml", "pyproject.toml")
 
 

@@ -55,11 +55,12 @@ def test_mmd_bandwidth_is_the_median_distance_or_1_when_that_is_0():
         mmd2_unbiased(small, small + 1e-3, bandwidth=median), rel=1e-12
     )
     # most pairs coincide, so the median distance is 0: the fallback bandwidth 1.0
-    x = np.zeros((6, 2))
-    y = np.vstack([np.zeros((5, 2)), [[0.5, 0.5]]])
+    x = np.vstack([np.zeros((5, 2)), [[0.5, 0.5]]])
+    y = np.vstack([np.zeros((5, 2)), [[-1.0, 0.2]]])
     assert float(np.median(pdist(np.vstack([x, y])))) == 0.0
+    assert mmd2_unbiased(x, y, bandwidth=1.0) != pytest.approx(mmd2_unbiased(x, y, bandwidth=2.0))
     assert mmd2_unbiased(x, y) == pytest.approx(mmd2_unbiased(x, y, bandwidth=1.0), rel=1e-12)
-    assert mmd2_unbiased(x, x) == 0.0
+    assert mmd2_unbiased(np.zeros((6, 2)), np.zeros((4, 2))) == 0.0  # all distances 0
 
 
 def test_permutation_test_counts_ties_and_its_defaults_are_200_and_seed_0():

@@ -136,6 +136,7 @@ def test_equal_samples_are_seeded_distinct_rows_of_each_at_the_smaller_size():
     assert np.array_equal(again[0], sa) and np.array_equal(again[1], sb)
     assert not np.array_equal(equal_samples(a, b, 50, seed=4)[0], sa)
     assert [len(s) for s in equal_samples(a, b, 5, seed=3)] == [5, 5]
+    assert [len(s) for s in equal_samples(b, a, 50, seed=3)] == [7, 7]  # the first is smaller
 
 
 def _outputs(model, x):
@@ -203,3 +204,6 @@ def test_depth_ranking_ranks_the_gain_over_the_reference_at_every_depth():
                         gains[k - 1] += sign * score(f, b.y) / len(budgets)
         assert out[name] == pytest.approx(kendall_tau(list(gains), realised))
     assert set(out) == {"logme", "h_score"}
+    # a reference identical to the source gains nothing at any depth: nothing to rank
+    same = depth_ranking(source, lambda seed: _net(0), budgets, realised)
+    assert all(np.isnan(v) for v in same.values())
