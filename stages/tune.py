@@ -44,6 +44,7 @@ JOURNAL = "optuna-journal.log"
 # tune keys that do not change what a trial computes (budget, storage, naming)
 NOT_HASHED = {"n_trials", "timeout", "storage", "max_failures", "heartbeat_interval"}
 NOT_HASHED |= {"grace_period", "study_name", "enabled"}
+UNSEARCHED = {"run", "seeds", "epochs", "baseline"}  # transfer keys trials do not read
 
 
 def validate(cfg: DictConfig, groups: int) -> list[Param]:
@@ -65,11 +66,9 @@ def validate(cfg: DictConfig, groups: int) -> list[Param]:
 def make_study(cfg: DictConfig, params: list[Param], weights_id: str, target_sha: str):
     """Open the study named by a digest of everything a trial's result depends on."""
     t = cfg.tune
-    searched = {p.key.removeprefix("transfer.") for p in params}
-    skip = searched | {"run", "seeds", "epochs", "baseline"}
-    transfer = OmegaConf.to_container(cfg.transfer, resolve=True)
-    tune = OmegaConf.to_container(t, resolve=True)
-    trainer = OmegaConf.to_container(cfg.trainer, resolve=True)  # device, precision, threads
+    skip = UNSEARCHED | {p.key.removeprefix("transfer.") for p in params}
+    sections = ("transfer", "tune", "trainer")  # trainer: device, precision, threads
+    transfer, tune, trainer = (OmegaConf.to_container(cfg[k], resolve=True) for k in sections)
     identity = {
         "source": weights_id,
         "target": target_sha,
@@ -98,8 +97,7 @@ def run(cfg: DictConfig) -> dict:
             (out / "plots").mkdir()
             write_json(out / "metrics.json", {"enabled": False})
         return {"enabled": False}
-    factory = build.model_factory(cfg)
-    groups = build.num_groups(factory)
+    groups = build.num_groups(factory := build.model_factory(cfg))
     params = validate(cfg, groups)
     target = load_domain(paths.domain("target"))
     source = SourceModel.load(paths.source_model)
@@ -124,10 +122,9 @@ def run(cfg: DictConfig) -> dict:
         run_logger, uri, cfg.tracking.experiment, buffered=True, flush_on_finalize=False
     )
     t = cfg.tune
+    arm_for, seeds = build.trial_arm(cfg, groups), [int(cfg.seed) + i for i in range(t.subsets)]
     with parent_run(study, experiment_id, f"{STAGE}:{study.study_name}", tags) as parent:
         mlflow.log_params(flatten({"tune": OmegaConf.to_container(t, resolve=True)}))
-        seeds = [int(cfg.seed) + i for i in range(t.subsets)]
-        arm_for = build.trial_arm(cfg, groups)
         objective = trial_objective(params, arm_for, seeds, train, logger_for, tags)
         run_trials(study, objective, t.n_trials, max_failures=t.max_failures, timeout=t.timeout)
         settle(study)  # best.yaml is the study's best, whichever worker finishes last

@@ -29,8 +29,23 @@ from pipeline.processes import Owner, current
 
 log = logging.getLogger(__name__)
 WORKER_ATTR, REAPED_ATTR = "worker", "reaped"
-INTERRUPTED_ATTR, ENVIRONMENT_ATTR = "interrupted", "environment"
-NOT_COUNTED = (REAPED_ATTR, INTERRUPTED_ATTR, ENVIRONMENT_ATTR)  # FAIL, but not the settings'
+INTERRUPTED_ATTR, ENVIRONMENT_ATTR, SURPLUS_ATTR = "interrupted", "environment", "surplus"
+# FAIL, but not because of the trial's settings
+NOT_COUNTED = (REAPED_ATTR, INTERRUPTED_ATTR, ENVIRONMENT_ATTR, SURPLUS_ATTR)
+
+
+class SurplusTrial(Exception):  # noqa: N818 (not an error: a trial the budget has no room for)
+    """Workers that checked the budget at the same moment both started a trial; the one with
+    the later number does not run (a FAIL that does not count), so the study ends with exactly
+    ``n_trials``."""
+
+
+class _QuietSurplus(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], SurplusTrial))
+
+
+logging.getLogger("optuna.study._optimize").addFilter(_QuietSurplus())
 
 
 def worker_id() -> str:
@@ -143,7 +158,10 @@ def run_trials(
         machine: list[BaseException] = []
         try:
             study.optimize(
-                _recorded(objective, machine), n_trials=1, catch=(Exception,), gc_after_trial=False
+                _recorded(objective, machine, n_trials),
+                n_trials=1,
+                catch=(Exception,),
+                gc_after_trial=False,
             )
         except (OSError, optuna.exceptions.StorageInternalError) as err:
             # not the objective's (Optuna catches those): the study storage's
@@ -158,8 +176,14 @@ def run_trials(
             )
 
 
+def _surplus(trial: Trial, n_trials: int) -> bool:
+    states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+    taken = sorted(t.number for t in trial.study.get_trials(deepcopy=False, states=states))
+    return len(taken) > n_trials and trial.number > taken[n_trials - 1]
+
+
 def _recorded(
-    objective: Callable[[Trial], float], machine: list[BaseException]
+    objective: Callable[[Trial], float], machine: list[BaseException], n_trials: int
 ) -> Callable[[Trial], float]:
     """``objective`` that first tags the trial with its worker and records why it failed.
 
@@ -170,6 +194,9 @@ def _recorded(
 
     def wrapped(trial: Trial) -> float:
         trial.set_user_attr(WORKER_ATTR, worker_id())
+        if _surplus(trial, n_trials):
+            trial.set_user_attr(SURPLUS_ATTR, True)
+            raise SurplusTrial(f"trial {trial.number}: the budget of {n_trials} is taken")
         try:
             return objective(trial)
         except optuna.TrialPruned:

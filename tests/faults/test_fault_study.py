@@ -142,3 +142,18 @@ def test_item9_settle_reaps_a_dead_workers_trial_instead_of_waiting_forever(tmp_
     trial.set_user_attr(WORKER_ATTR, f"{worker_id().split(':')[0]}:{int(dead.stdout)}")
     settle(study, poll=0.05)
     assert study.trials[0].state.name == "FAIL" and study.trials[0].user_attrs["reaped"]
+
+
+def test_item9_a_trial_beyond_the_budget_started_by_a_racing_worker_does_not_run(tmp_path):
+    from pipeline.tuning.study import SURPLUS_ATTR, _failures, _recorded
+
+    storage = open_storage(None, tmp_path / "optuna-journal.log")
+    study = optuna.create_study(storage=storage, study_name="s", direction="maximize")
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+    study.ask()  # the other worker took the budget's last trial after this one counted 2
+    calls = []
+    objective = _recorded(lambda t: calls.append(t) or 1.0, [], 3)
+    study.optimize(objective, n_trials=1, catch=(Exception,))
+    extra = study.trials[-1]
+    assert calls == [] and extra.state.name == "FAIL" and extra.user_attrs[SURPLUS_ATTR]
+    assert counts(study)["COMPLETE"] == 2 and _failures(study) == []
