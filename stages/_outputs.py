@@ -76,7 +76,9 @@ def check_writable(final: Path) -> None:
     """Fail now, before any work, if the output folder cannot be written beside ``final``."""
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
-        Path(tempfile.mkdtemp(prefix=f".{final.name}-probe-", dir=final.parent)).rmdir()
+        # named like a temp folder of this process, so a parallel run never sweeps it away
+        probe = tempfile.mkdtemp(prefix=f".{final.name}-{_owner_part()}-probe", dir=final.parent)
+        Path(probe).rmdir()
     except OSError as err:
         raise StorageError(final.parent, f"cannot write the stage output here ({err})") from err
     if final.exists() and not final.is_dir():

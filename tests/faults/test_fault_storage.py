@@ -164,3 +164,33 @@ def test_item12_a_copied_repository_writes_artifacts_into_itself(
     assert {Path(f.path).name for f in cards} == {"source.json", "target.json"}
     path = client.download_artifacts(old.info.run_id, "data_cards/target.json", str(tmp_path))
     assert json.loads(Path(path).read_text())["name"] == "sklearn_digits"
+
+
+def test_item2_the_sweep_removes_only_what_dead_processes_on_this_host_left(tmp_path):
+    import socket
+    import sys
+
+    from pipeline.processes import Owner, current
+    from stages._outputs import sweep_leftovers
+
+    dead_pid = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                                  capture_output=True, text=True).stdout)  # fmt: skip
+    host = socket.gethostname()
+    names = {
+        "live": current().token,
+        "dead": Owner(host, dead_pid, 1).token,
+        "other host": Owner("elsewhere", dead_pid, 1).token,
+    }
+    final = tmp_path / "outputs" / "transfer"
+    final.mkdir(parents=True)
+    made = {k: final.parent / f".transfer-{v.replace(':', '+')}-abc123" for k, v in names.items()}
+    made["dead, old"] = made["dead"].with_name(made["dead"].name + ".old")
+    made["legacy"] = final.parent / ".transfer-k2j4h5"  # from before folders carried an owner
+    made["legacy old"] = final.parent / ".transfer.old"
+    made["other stage"] = final.parent / ".tune-x"
+    for folder in made.values():
+        (folder / "models").mkdir(parents=True)
+    removed = set(sweep_leftovers(final))
+    assert removed == {made[k] for k in ("dead", "dead, old", "legacy", "legacy old")}
+    assert all(made[k].is_dir() for k in ("live", "other host", "other stage"))
+    assert final.is_dir()
