@@ -31,6 +31,8 @@ from pipeline.transfer.curves import freeze_depth_curve, label_curve, mean
 from pipeline.transfer.source import SourceModel
 from pipeline.transfer.train import TargetTask, TrainedAccuracy, tensors
 from stages import _build as build
+from stages import _setting as setting
+from stages import _transductive as transductive
 from stages._files import Layout, read_csv, read_json, write_csv, write_json
 from stages._shell import run_stage, stage_output, use_tracking
 
@@ -84,6 +86,8 @@ def add_scores(ev: Evaluation, cfg: DictConfig, target: Domain, source_data: Dom
 
 
 def run(cfg: DictConfig) -> dict:
+    if setting.transductive(cfg):  # domain adaptation: its own report (stages/_transductive.py)
+        return transductive.evaluate(cfg)
     paths = Layout.of(cfg)
     target, source_data = load_domain(paths.domain("target")), load_domain(paths.domain("source"))
     source = SourceModel.load(paths.source_model)

@@ -6,9 +6,11 @@ Writes <paths.tune>/best.yaml (the best trial's config overrides, read by transf
 plots/*.png and metrics.json.
 
 Trials train the primary arm on the seed's labelled target subset and are scored on the target
-validation split only (never test). The study lives in ``tune.storage`` (default: an Optuna
-journal file at <repo>/optuna-journal.log, outside outputs/), so a killed run resumes when started
-again, and ``python -m stages.tune`` started N times (processes or machines) shares one study.
+validation split only (never test). Transductive setting (stages/_setting.py): trials read no
+target label; they are scored by the chosen unsupervised validator (setting.validator).
+The study lives in ``tune.storage`` (default: an Optuna journal file at
+<repo>/optuna-journal.log, outside outputs/), so a killed run resumes when started again, and
+``python -m stages.tune`` started N times (processes or machines) shares one study.
 Every trial is a nested MLflow run under one parent run per study.
 """
 
@@ -21,20 +23,20 @@ import mlflow
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline.data.store import load_domain
 from pipeline.errors import ConfigError
 from pipeline.tracking.lineage import flatten, stage_tags
 from pipeline.tracking.logger import run_logger
 from pipeline.tracking.store import repo_root
 from pipeline.transfer.prefix_cache import PrefixCache
 from pipeline.transfer.source import SourceModel
-from pipeline.transfer.train import TargetTask, train_arm
+from pipeline.transfer.train import train_arm
 from pipeline.tuning.objective import trial_objective
 from pipeline.tuning.report import best_trial_summary, write_study
 from pipeline.tuning.space import Param, parse_space
 from pipeline.tuning.storage import open_storage, redact
 from pipeline.tuning.study import open_study, parent_run, run_trials, study_name
 from stages import _build as build
+from stages import _setting as setting
 from stages._files import Layout, write_json
 from stages._shell import run_stage, stage_output, use_tracking
 
@@ -76,6 +78,8 @@ def make_study(cfg: DictConfig, params: list[Param], weights_id: str, target_sha
         "transfer": {k: v for k, v in transfer.items() if k not in skip},
         "model": OmegaConf.to_container(cfg.model, resolve=True),
     }
+    if setting.transductive(cfg):  # the inductive identity (and study name) stays as it was
+        identity["setting"] = OmegaConf.to_container(cfg.setting, resolve=True)
     journal = repo_root(Path.cwd()) / JOURNAL
     storage = open_storage(
         t.storage, journal, heartbeat_interval=t.heartbeat_interval, grace_period=t.grace_period
@@ -96,30 +100,43 @@ def run(cfg: DictConfig) -> dict:
     factory = build.model_factory(cfg)
     groups = build.num_groups(factory)
     params = validate(cfg, groups)
-    target = load_domain(paths.domain("target"))
+    task = setting.target_task(cfg, paths)  # transductive: no target label in it
+    task.check(build.trial_arm(cfg, groups)({}), "transfer.arms")
     source = SourceModel.load(paths.source_model)
-    study = make_study(cfg, params, source.weights_id, target.card()["sha256"])
+    study = make_study(cfg, params, source.weights_id, task.target.card()["sha256"])
+    scores = setting.epoch_scores(cfg, task)
     uri, experiment_id = use_tracking(cfg)
     tags = {
         **stage_tags(STAGE, "."),
         "graftlab.source_model_id": source.ids["model_id"],
         "optuna.study": study.study_name,
     }
-    train = partial(
+    fit = partial(
         train_arm,
-        task=TargetTask(target, int(cfg.data.labels_per_class)),
+        task=task,
         factory=factory,
         source=source,
         trainer_kwargs=build.trainer_kwargs(cfg, progress_bar=False),
         cache=PrefixCache(),
     )
+
+    def train(arm, logger, callbacks=()):  # the validators score every epoch (transductive)
+        return fit(arm, logger=logger, callbacks=(*scores(), *callbacks))
+
     logger_for = partial(
         run_logger, uri, cfg.tracking.experiment, buffered=True, flush_on_finalize=False
     )
     t = cfg.tune
     with parent_run(study, experiment_id, f"{STAGE}:{study.study_name}", tags) as parent:
         mlflow.log_params(flatten({"tune": OmegaConf.to_container(t, resolve=True)}))
-        objective = trial_objective(params, build.trial_arm(cfg, groups), train, logger_for, tags)
+        objective = trial_objective(
+            params,
+            build.trial_arm(cfg, groups),
+            train,
+            logger_for,
+            tags,
+            monitor=setting.tune_monitor(cfg),
+        )
         run_trials(study, objective, t.n_trials, max_failures=t.max_failures, timeout=t.timeout)
         try:
             best = best_trial_summary(study)

@@ -18,13 +18,15 @@ def trial_objective(
     train: TrainFn,
     logger_for: Callable[[str], Any],
     run_tags: dict[str, str],
+    monitor: str = "val/acc",
 ) -> Callable[[Any], float]:
-    """An Optuna objective: suggest ``params``, train ``arm_for(values)``, return best val acc.
+    """An Optuna objective: suggest ``params``, train ``arm_for(values)``, return the best
+    ``monitor`` value (validation accuracy, or an unsupervised validator's score).
 
     Each trial is a nested MLflow run (its id is the trial's ``mlflow_run_id`` user attribute)
     holding the trial's params, per-epoch metrics, result and Optuna state, written through one
     buffered logger: a trial costs one MLflow write besides starting and ending its run. Trials
-    are pruned per epoch on validation accuracy.
+    are pruned per epoch on ``monitor``.
 
     Args:
         params: The search space.
@@ -32,6 +34,8 @@ def trial_objective(
         train: Trains an arm with a Lightning logger and callbacks.
         logger_for: ``logger_for(run_id)``: a buffered Lightning logger writing into that run.
         run_tags: Tags of every trial run.
+        monitor: The logged metric a trial is scored and pruned on (``val/acc``, ``val/im``...):
+            its value at the epoch the fit kept.
     """
     import mlflow
     from optuna_integration import PyTorchLightningPruningCallback
@@ -49,17 +53,15 @@ def trial_objective(
         logger.log_hyperparams({"trial": trial.number, **values})
         status, state = "FAILED", "FAIL"
         try:
-            pruning = PyTorchLightningPruningCallback(trial, monitor="val/acc")
+            pruning = PyTorchLightningPruningCallback(trial, monitor=monitor)
             result = train(arm, logger=logger, callbacks=(pruning,))
-            logger.log_metrics(
-                {
-                    "best/val_acc": result.best_val_acc,
-                    "best/epoch": result.best_epoch,
-                    "seconds": result.seconds,
-                }
-            )
+            value = float(result.history[result.best_epoch][monitor])
+            best = {"best/val_acc": result.best_val_acc, "best/epoch": result.best_epoch}
+            if monitor != "val/acc":
+                best[f"best/{monitor.removeprefix('val/')}"] = value
+            logger.log_metrics({**best, "seconds": result.seconds})
             status, state = "FINISHED", "COMPLETE"
-            return result.best_val_acc
+            return value
         except BaseException as err:
             if type(err).__name__ == "TrialPruned":
                 status, state = "KILLED", "PRUNED"
