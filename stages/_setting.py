@@ -88,3 +88,12 @@ def epoch_scores(cfg: DictConfig, task: TargetTask) -> Callable[[], list]:
 def tune_monitor(cfg: DictConfig) -> str:
     """What a trial maximises: the chosen validator transductively, target val accuracy else."""
     return f"val/{cfg.setting.validator}" if transductive(cfg) else "val/acc"
+
+
+def scored(train: Callable, scores: Callable[[], list]) -> Callable:
+    """``train(arm, logger=..., callbacks=...)`` with the per-run validator callbacks added."""
+
+    def run(arm, logger=False, callbacks=()):
+        return train(arm, logger=logger, callbacks=(*scores(), *callbacks))
+
+    return run

@@ -20,11 +20,9 @@ from pipeline.data.store import ARRAYS, load_domain
 from pipeline.errors import GraftlabError
 from pipeline.metrics.comparison import score_models
 from pipeline.metrics.feature_distance import feature_distances
-from pipeline.metrics.intervals import Interval
-from pipeline.metrics.ntg import negative_transfer_gap
 from pipeline.models.weights import load_model
 from pipeline.report import transductive as report
-from pipeline.selection.picks import candidates, gap_closed, rank_validators
+from pipeline.selection.picks import candidates
 from pipeline.tracking.arm_runs import ArmRunner
 from pipeline.tracking.lineage import stage_tags
 from pipeline.tracking.runs import log_scored
@@ -100,43 +98,24 @@ def evaluate(cfg: DictConfig) -> dict:
         acc = {}
         for r in sorted(scored, key=lambda r: r.seed):
             acc.setdefault(r.arm, []).append(r.acc)
-        order = [baseline, *(a for a in acc if a not in (baseline, oracle)), oracle]
-        seeds = tuple(sorted({r.seed for r in scored}))
         cands = candidates(
             read_csv(paths.history), load_file(str(paths.transfer / PREDICTIONS)), y.numpy(), names
         )
-        picks = rank_validators(cands, names, conf)
-        by = {(c.arm, c.seed, c.epoch): c.acc for c in cands}
-        chosen_rows = [
-            (arm, epoch, by[(arm, s, epoch)])
-            for s, (arm, epoch) in zip(seeds, picks[chosen].picks, strict=True)
-        ]
-        ev = report.TransductiveEvaluation(
-            source=source_data.name,
-            target=target.name,
-            confidence=conf,
-            seeds=seeds,
+        ev = report.assess(
+            acc,
+            cands,
             baseline=baseline,
             oracle=oracle,
             validator=chosen,
-            methods={a: Interval.of(acc[a], conf) for a in order},
-            ntg={
-                a: negative_transfer_gap(
-                    [1 - v for v in acc[a]], [1 - v for v in acc[baseline]], conf
-                )
-                for a in order
-                if a not in (baseline, oracle)
-            },
-            validators=picks,
-            chosen=chosen_rows,
-            gap_closed=gap_closed([c[2] for c in chosen_rows], acc[baseline], acc[oracle], conf),
-            domain=domain_scores(cfg, index["runs"], load, source, source_data, target, factory),
-            candidates=len(cands),
+            validators=names,
+            confidence=conf,
+            source=source_data.name,
+            target=target.name,
         )
+        ev.domain = domain_scores(cfg, index["runs"], load, source, source_data, target, factory)
         report.write(ev, out / "report")
-        write_csv(
-            out / "plots" / "arms.csv", [{"arm": a, "test_acc": ev.methods[a].mean} for a in order]
-        )
+        rows = [{"arm": a, "test_acc": iv.mean} for a, iv in ev.methods.items()]
+        write_csv(out / "plots" / "arms.csv", rows)
         metrics = ev.flat_metrics()
         write_json(out / "report" / "mlflow.json", {"run_id": run_.info.run_id})
         write_json(out / "metrics.json", metrics)

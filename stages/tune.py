@@ -111,17 +111,17 @@ def run(cfg: DictConfig) -> dict:
         "graftlab.source_model_id": source.ids["model_id"],
         "optuna.study": study.study_name,
     }
-    fit = partial(
-        train_arm,
-        task=task,
-        factory=factory,
-        source=source,
-        trainer_kwargs=build.trainer_kwargs(cfg, progress_bar=False),
-        cache=PrefixCache(),
+    train = setting.scored(
+        partial(
+            train_arm,
+            task=task,
+            factory=factory,
+            source=source,
+            trainer_kwargs=build.trainer_kwargs(cfg, progress_bar=False),
+            cache=PrefixCache(),
+        ),
+        scores,
     )
-
-    def train(arm, logger, callbacks=()):  # the validators score every epoch (transductive)
-        return fit(arm, logger=logger, callbacks=(*scores(), *callbacks))
 
     logger_for = partial(
         run_logger, uri, cfg.tracking.experiment, buffered=True, flush_on_finalize=False
@@ -129,14 +129,8 @@ def run(cfg: DictConfig) -> dict:
     t = cfg.tune
     with parent_run(study, experiment_id, f"{STAGE}:{study.study_name}", tags) as parent:
         mlflow.log_params(flatten({"tune": OmegaConf.to_container(t, resolve=True)}))
-        objective = trial_objective(
-            params,
-            build.trial_arm(cfg, groups),
-            train,
-            logger_for,
-            tags,
-            monitor=setting.tune_monitor(cfg),
-        )
+        arm_for, monitor = build.trial_arm(cfg, groups), setting.tune_monitor(cfg)
+        objective = trial_objective(params, arm_for, train, logger_for, tags, monitor)
         run_trials(study, objective, t.n_trials, max_failures=t.max_failures, timeout=t.timeout)
         try:
             best = best_trial_summary(study)
@@ -155,7 +149,8 @@ def run(cfg: DictConfig) -> dict:
             mlflow.log_metrics({f"study/{k}": v for k, v in metrics.items() if v is not None})
             mlflow.log_artifacts(str(out), artifact_path="tune")
     print(
-        f"study {study.study_name}: best trial {best['best_trial']} val acc "
+        f"study {study.study_name}: best trial {best['best_trial']} "
+        f"{setting.tune_monitor(cfg).replace('/', ' ')} "
         f"{best['best_value']:.4f} with {best['overrides']}"
     )
     return metrics

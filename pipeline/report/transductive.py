@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from pipeline.metrics.intervals import Interval
-from pipeline.metrics.ntg import NTGResult
-from pipeline.selection.picks import ValidatorResult
+from pipeline.metrics.ntg import NTGResult, negative_transfer_gap
+from pipeline.selection.picks import Candidate, ValidatorResult, gap_closed, rank_validators
 
 
 @dataclass
@@ -78,6 +79,49 @@ class TransductiveEvaluation:
 
     def to_dict(self) -> dict:
         return _jsonable(asdict(self))
+
+
+def assess(
+    acc: Mapping[str, Sequence[float]],
+    cands: Sequence[Candidate],
+    *,
+    baseline: str,
+    oracle: str,
+    validator: str,
+    validators: Sequence[str],
+    confidence: float,
+    **names: str,
+) -> TransductiveEvaluation:
+    """The evaluation from test accuracies per arm (in seed order; ``baseline`` and ``oracle``
+    among them) and the scored candidates; ``names``: ``source`` and ``target`` dataset names."""
+    order = [baseline, *(a for a in acc if a not in (baseline, oracle)), oracle]
+    seeds = tuple(sorted({c.seed for c in cands}))
+    picks = rank_validators(cands, validators, confidence)
+    by = {(c.arm, c.seed, c.epoch): c.acc for c in cands}
+    chosen = [
+        (arm, epoch, by[(arm, s, epoch)])
+        for s, (arm, epoch) in zip(seeds, picks[validator].picks, strict=True)
+    ]
+    errors = {a: [1 - v for v in acc[a]] for a in order}
+    return TransductiveEvaluation(
+        source=names.get("source", "source"),
+        target=names.get("target", "target"),
+        confidence=confidence,
+        seeds=seeds,
+        baseline=baseline,
+        oracle=oracle,
+        validator=validator,
+        methods={a: Interval.of(acc[a], confidence) for a in order},
+        ntg={
+            a: negative_transfer_gap(errors[a], errors[baseline], confidence)
+            for a in order
+            if a not in (baseline, oracle)
+        },
+        validators=picks,
+        chosen=chosen,
+        gap_closed=gap_closed([c[2] for c in chosen], acc[baseline], acc[oracle], confidence),
+        candidates=len(cands),
+    )
 
 
 def mean(values: list[float]) -> float:
