@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pipeline.objectives.base import Objective
+
 
 def reversal_coefficient(progress: float, gamma: float = 10.0, high: float = 1.0) -> float:
     """Ganin et al.'s schedule ``high * (2 / (1 + exp(-gamma p)) - 1)`` for ``p`` in [0, 1]."""
@@ -78,3 +80,40 @@ def domain_loss(
     return 0.5 * (
         mean_bce(logits_source, 1.0, weight_source) + mean_bce(logits_target, 0.0, weight_target)
     )
+
+
+class AdversarialObjective(Objective):
+    """Base of DANN and CDAN: a discriminator on some representation of the source and
+    unlabelled streams, fed through the scheduled gradient reversal layer.
+
+    Args:
+        hidden: Width of the discriminator's hidden layers.
+        gamma: Steepness of the reversal schedule (10 in the paper).
+        max_coefficient: The reversal coefficient's final value (1 in the paper).
+        weight: Trade-off of the term in the total loss.
+    """
+
+    reads = ("source", "unlabelled")
+
+    def __init__(
+        self,
+        hidden: int = 256,
+        gamma: float = 10.0,
+        max_coefficient: float = 1.0,
+        weight: float = 1.0,
+    ) -> None:
+        super().__init__(weight)
+        if hidden < 1 or gamma <= 0 or max_coefficient <= 0:
+            raise ValueError(
+                f"hidden must be >= 1, gamma and max_coefficient > 0; got {hidden}, {gamma}, "
+                f"{max_coefficient}"
+            )
+        self.hidden, self.gamma, self.max_coefficient = hidden, gamma, max_coefficient
+
+    def build_discriminator(self, in_features: int) -> None:
+        self.discriminator = DomainDiscriminator(in_features, self.hidden)
+
+    def discriminate(self, h: torch.Tensor, progress: float) -> torch.Tensor:
+        """Domain logits of ``h`` through the gradient reversal layer at ``progress``."""
+        lam = reversal_coefficient(progress, self.gamma, self.max_coefficient)
+        return self.discriminator(reverse_gradient(h, lam))

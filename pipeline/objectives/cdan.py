@@ -16,13 +16,8 @@ from __future__ import annotations
 import torch
 
 from pipeline.models.grouped import GroupedNet
-from pipeline.objectives.adversarial import (
-    DomainDiscriminator,
-    domain_loss,
-    reversal_coefficient,
-    reverse_gradient,
-)
-from pipeline.objectives.base import Objective, StepOutputs
+from pipeline.objectives.adversarial import AdversarialObjective, domain_loss
+from pipeline.objectives.base import StepOutputs
 
 
 def entropy_weights(probs: torch.Tensor) -> torch.Tensor:
@@ -32,7 +27,7 @@ def entropy_weights(probs: torch.Tensor) -> torch.Tensor:
     return w / w.mean()
 
 
-class CDAN(Objective):
+class CDAN(AdversarialObjective):
     """Conditional domain-adversarial loss on the source and unlabelled streams.
 
     Args:
@@ -45,8 +40,6 @@ class CDAN(Objective):
         weight: Trade-off of the term in the total loss.
     """
 
-    reads = ("source", "unlabelled")
-
     def __init__(
         self,
         entropy: bool = False,
@@ -57,14 +50,10 @@ class CDAN(Objective):
         max_coefficient: float = 1.0,
         weight: float = 1.0,
     ) -> None:
-        super().__init__(weight)
-        if min(hidden, max_dim, random_dim) < 1 or gamma <= 0 or max_coefficient <= 0:
-            raise ValueError(
-                "hidden, max_dim and random_dim must be >= 1, gamma and max_coefficient > 0"
-            )
-        self.entropy, self.hidden = bool(entropy), hidden
-        self.max_dim, self.random_dim = max_dim, random_dim
-        self.gamma, self.max_coefficient = gamma, max_coefficient
+        super().__init__(hidden, gamma, max_coefficient, weight)
+        if min(max_dim, random_dim) < 1:
+            raise ValueError(f"max_dim and random_dim must be >= 1, got {max_dim}, {random_dim}")
+        self.entropy, self.max_dim, self.random_dim = bool(entropy), max_dim, random_dim
         self.randomized = False
 
     def setup(self, model: GroupedNet) -> None:
@@ -75,8 +64,7 @@ class CDAN(Objective):
             g = torch.Generator().manual_seed(0)
             self.register_buffer("r_f", torch.randn(d, self.random_dim, generator=g))
             self.register_buffer("r_g", torch.randn(c, self.random_dim, generator=g))
-        width = self.random_dim if self.randomized else d * c
-        self.discriminator = DomainDiscriminator(width, self.hidden)
+        self.build_discriminator(self.random_dim if self.randomized else d * c)
 
     def multilinear(self, f: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
         """The (randomised) multilinear map of features ``f`` (N, D) and predictions ``g``."""
@@ -85,11 +73,10 @@ class CDAN(Objective):
         return torch.bmm(g.unsqueeze(2), f.unsqueeze(1)).flatten(1)
 
     def forward(self, step: StepOutputs) -> torch.Tensor:
-        lam = reversal_coefficient(step.progress, self.gamma, self.max_coefficient)
         f = torch.cat([step.features["source"], step.features["unlabelled"]])
         logits = torch.cat([step.logits["source"], step.logits["unlabelled"]])
         g = torch.softmax(logits, dim=1).detach()
-        d = self.discriminator(reverse_gradient(self.multilinear(f, g), lam))
+        d = self.discriminate(self.multilinear(f, g), step.progress)
         n = len(step.features["source"])
         if not self.entropy:
             return domain_loss(d[:n], d[n:])

@@ -17,16 +17,11 @@ from __future__ import annotations
 import torch
 
 from pipeline.models.grouped import GroupedNet
-from pipeline.objectives.adversarial import (
-    DomainDiscriminator,
-    domain_loss,
-    reversal_coefficient,
-    reverse_gradient,
-)
-from pipeline.objectives.base import Objective, StepOutputs
+from pipeline.objectives.adversarial import AdversarialObjective, domain_loss
+from pipeline.objectives.base import StepOutputs
 
 
-class DANN(Objective):
+class DANN(AdversarialObjective):
     """Domain-adversarial loss on the pooled features of the source and unlabelled streams.
 
     Args:
@@ -36,29 +31,11 @@ class DANN(Objective):
         weight: Trade-off of the term in the total loss.
     """
 
-    reads = ("source", "unlabelled")
-
-    def __init__(
-        self,
-        hidden: int = 256,
-        gamma: float = 10.0,
-        max_coefficient: float = 1.0,
-        weight: float = 1.0,
-    ) -> None:
-        super().__init__(weight)
-        if hidden < 1 or gamma <= 0 or max_coefficient <= 0:
-            raise ValueError(
-                f"hidden must be >= 1, gamma and max_coefficient > 0; got {hidden}, {gamma}, "
-                f"{max_coefficient}"
-            )
-        self.hidden, self.gamma, self.max_coefficient = hidden, gamma, max_coefficient
-
     def setup(self, model: GroupedNet) -> None:
-        self.discriminator = DomainDiscriminator(model.feature_dim, self.hidden)
+        self.build_discriminator(model.feature_dim)
 
     def forward(self, step: StepOutputs) -> torch.Tensor:
-        lam = reversal_coefficient(step.progress, self.gamma, self.max_coefficient)
         f = torch.cat([step.features["source"], step.features["unlabelled"]])
-        d = self.discriminator(reverse_gradient(f, lam))
+        d = self.discriminate(f, step.progress)
         n = len(step.features["source"])
         return domain_loss(d[:n], d[n:])
