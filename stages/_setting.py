@@ -41,10 +41,12 @@ def transductive(cfg: DictConfig) -> bool:
 
 def target_task(cfg: DictConfig, paths: Layout) -> TargetTask:
     """The data tune and transfer train on: in the transductive setting the target without any
-    label, plus the labelled source (their class lists must match)."""
+    label, plus the labelled source (their class lists must match); the validators are checked
+    here too, so a bad one stops the stage before any training."""
     target = load_domain(paths.domain("target"))
     if not transductive(cfg):
         return TargetTask(target, int(cfg.data.labels_per_class))
+    validators(cfg, has_source=True)
     hidden = target.without_labels(*SPLITS)
     return TargetTask(hidden, 0, source_data=load_domain(paths.domain("source")))
 
@@ -90,8 +92,10 @@ def tune_monitor(cfg: DictConfig) -> str:
     return f"val/{cfg.setting.validator}" if transductive(cfg) else "val/acc"
 
 
-def scored(train: Callable, scores: Callable[[], list]) -> Callable:
-    """``train(arm, logger=..., callbacks=...)`` with the per-run validator callbacks added."""
+def scored(cfg: DictConfig, task: TargetTask, train: Callable) -> Callable:
+    """``train(arm, logger=..., callbacks=...)`` with the per-run callbacks of
+    :func:`epoch_scores` added (none inductively)."""
+    scores = epoch_scores(cfg, task)
 
     def run(arm, logger=False, callbacks=()):
         return train(arm, logger=logger, callbacks=(*scores(), *callbacks))

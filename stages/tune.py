@@ -6,11 +6,11 @@ Writes <paths.tune>/best.yaml (the best trial's config overrides, read by transf
 plots/*.png and metrics.json.
 
 Trials train the primary arm on the seed's labelled target subset and are scored on the target
-validation split only (never test). Transductive setting (stages/_setting.py): trials read no
-target label; they are scored by the chosen unsupervised validator (setting.validator).
-The study lives in ``tune.storage`` (default: an Optuna journal file at
-<repo>/optuna-journal.log, outside outputs/), so a killed run resumes when started again, and
-``python -m stages.tune`` started N times (processes or machines) shares one study.
+validation split only (never test); transductively (stages/_setting.py) they read no target label
+and are scored by the chosen unsupervised validator (setting.validator). The study lives in
+``tune.storage`` (default: an Optuna journal file at <repo>/optuna-journal.log, outside outputs/),
+so a killed run resumes when started again, and ``python -m stages.tune`` started N times
+(processes or machines) shares one study.
 Every trial is a nested MLflow run under one parent run per study.
 """
 
@@ -104,32 +104,28 @@ def run(cfg: DictConfig) -> dict:
     task.check(build.trial_arm(cfg, groups)({}), "transfer.arms")
     source = SourceModel.load(paths.source_model)
     study = make_study(cfg, params, source.weights_id, task.target.card()["sha256"])
-    scores = setting.epoch_scores(cfg, task)
     uri, experiment_id = use_tracking(cfg)
     tags = {
         **stage_tags(STAGE, "."),
         "graftlab.source_model_id": source.ids["model_id"],
         "optuna.study": study.study_name,
     }
-    train = setting.scored(
-        partial(
-            train_arm,
-            task=task,
-            factory=factory,
-            source=source,
-            trainer_kwargs=build.trainer_kwargs(cfg, progress_bar=False),
-            cache=PrefixCache(),
-        ),
-        scores,
+    train = partial(
+        train_arm,
+        task=task,
+        factory=factory,
+        source=source,
+        trainer_kwargs=build.trainer_kwargs(cfg, progress_bar=False),
+        cache=PrefixCache(),
     )
-
     logger_for = partial(
         run_logger, uri, cfg.tracking.experiment, buffered=True, flush_on_finalize=False
     )
     t = cfg.tune
     with parent_run(study, experiment_id, f"{STAGE}:{study.study_name}", tags) as parent:
         mlflow.log_params(flatten({"tune": OmegaConf.to_container(t, resolve=True)}))
-        arm_for, monitor = build.trial_arm(cfg, groups), setting.tune_monitor(cfg)
+        arm_for, train = build.trial_arm(cfg, groups), setting.scored(cfg, task, train)
+        monitor = setting.tune_monitor(cfg)
         objective = trial_objective(params, arm_for, train, logger_for, tags, monitor)
         run_trials(study, objective, t.n_trials, max_failures=t.max_failures, timeout=t.timeout)
         try:
