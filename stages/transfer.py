@@ -46,7 +46,7 @@ def run(cfg: DictConfig) -> dict:
     groups = build.num_groups(factory)
     labels, seeds = task.labels_per_class, build.transfer_seeds(cfg)
     arms = [build.arm(cfg, n, groups, s) for s in seeds for n in names]
-    if "target" in task.available():
+    if not setting.transductive(cfg):
         task.labelled_index(seeds[0])  # checks the label budget before any training
     for arm in arms[: len(names)]:
         task.check(arm)  # every stream an arm reads is there, before any training
