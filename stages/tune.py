@@ -6,9 +6,11 @@ Writes <paths.tune>/best.yaml (the best trial's config overrides, read by transf
 plots/*.png and metrics.json.
 
 Trials train the primary arm on the seed's labelled target subset and are scored on the target
-validation split only (never test). The study lives in ``tune.storage`` (default: an Optuna
-journal file at <repo>/optuna-journal.log, outside outputs/), so a killed run resumes when started
-again, and ``python -m stages.tune`` started N times (processes or machines) shares one study.
+validation split only (never test); transductively (stages/_setting.py) they read no target label
+and are scored by the chosen unsupervised validator (setting.validator). The study lives in
+``tune.storage`` (default: an Optuna journal file at <repo>/optuna-journal.log, outside outputs/),
+so a killed run resumes when started again, and ``python -m stages.tune`` started N times
+(processes or machines) shares one study.
 Every trial is a nested MLflow run under one parent run per study.
 """
 
@@ -21,7 +23,6 @@ import mlflow
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline.data.store import load_domain
 from pipeline.errors import ConfigError
 from pipeline.tracking.lineage import flatten, stage_tags
 from pipeline.tracking.logger import run_logger
@@ -35,6 +36,7 @@ from pipeline.tuning.space import Param, parse_space
 from pipeline.tuning.storage import open_storage, redact
 from pipeline.tuning.study import open_study, parent_run, run_trials, study_name
 from stages import _build as build
+from stages import _setting as setting
 from stages._files import Layout, write_json
 from stages._shell import run_stage, stage_output, use_tracking
 
@@ -77,6 +79,8 @@ def make_study(cfg: DictConfig, params: list[Param], weights_id: str, target_sha
         "transfer": {k: v for k, v in transfer.items() if k not in skip},
         "model": OmegaConf.to_container(cfg.model, resolve=True),
     }
+    if setting.transductive(cfg):  # the inductive identity (and study name) stays as it was
+        identity["setting"] = OmegaConf.to_container(cfg.setting, resolve=True)
     journal = repo_root(Path.cwd()) / JOURNAL
     storage = open_storage(
         t.storage, journal, heartbeat_interval=t.heartbeat_interval, grace_period=t.grace_period
@@ -97,9 +101,10 @@ def run(cfg: DictConfig) -> dict:
     factory = build.model_factory(cfg)
     groups = build.num_groups(factory)
     params = validate(cfg, groups)
-    target = load_domain(paths.domain("target"))
+    task = setting.target_task(cfg, paths)  # transductive: no target label in it
+    task.check(build.trial_arm(cfg, groups)({}, int(cfg.seed)), "transfer.arms")
     source = SourceModel.load(paths.source_model)
-    study = make_study(cfg, params, source.weights_id, target.card()["sha256"])
+    study = make_study(cfg, params, source.weights_id, task.target.card()["sha256"])
     uri, experiment_id = use_tracking(cfg)
     tags = {
         **stage_tags(STAGE, "."),
@@ -108,7 +113,7 @@ def run(cfg: DictConfig) -> dict:
     }
     train = partial(
         train_arm,
-        task=build.target_task(cfg, target),
+        task=task,
         factory=factory,
         source=source,
         trainer_kwargs=build.trainer_kwargs(cfg, progress_bar=False),
@@ -121,8 +126,9 @@ def run(cfg: DictConfig) -> dict:
     with parent_run(study, experiment_id, f"{STAGE}:{study.study_name}", tags) as parent:
         mlflow.log_params(flatten({"tune": OmegaConf.to_container(t, resolve=True)}))
         seeds = [int(cfg.seed) + i for i in range(t.subsets)]
-        arm_for = build.trial_arm(cfg, groups)
-        objective = trial_objective(params, arm_for, seeds, train, logger_for, tags)
+        arm_for, train = build.trial_arm(cfg, groups), setting.scored(cfg, task, train)
+        monitor = setting.tune_monitor(cfg)
+        objective = trial_objective(params, arm_for, seeds, train, logger_for, tags, monitor)
         run_trials(study, objective, t.n_trials, max_failures=t.max_failures, timeout=t.timeout)
         try:
             best = best_trial_summary(study)
@@ -141,7 +147,8 @@ def run(cfg: DictConfig) -> dict:
             mlflow.log_metrics({f"study/{k}": v for k, v in metrics.items() if v is not None})
             mlflow.log_artifacts(str(out), artifact_path="tune")
     print(
-        f"study {study.study_name}: best trial {best['best_trial']} val acc "
+        f"study {study.study_name}: best trial {best['best_trial']} "
+        f"{setting.tune_monitor(cfg).replace('/', ' ')} "
         f"{best['best_value']:.4f} with {best['overrides']}"
     )
     return metrics
