@@ -20,7 +20,6 @@ from functools import partial
 from pathlib import Path
 
 import mlflow
-import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline.errors import ConfigError
@@ -31,13 +30,13 @@ from pipeline.transfer.prefix_cache import PrefixCache
 from pipeline.transfer.source import SourceModel
 from pipeline.transfer.train import train_arm
 from pipeline.tuning.objective import trial_objective
-from pipeline.tuning.report import best_trial_summary, write_study
+from pipeline.tuning.report import best_trial_summary, write_disabled, write_study
 from pipeline.tuning.space import Param, parse_space
 from pipeline.tuning.storage import open_storage, redact
 from pipeline.tuning.study import open_study, parent_run, run_trials, study_name
 from stages import _build as build
 from stages import _setting as setting
-from stages._files import Layout, write_json
+from stages._files import Layout
 from stages._shell import run_stage, stage_output, use_tracking
 
 STAGE = "tune"
@@ -91,13 +90,9 @@ def make_study(cfg: DictConfig, params: list[Param], weights_id: str, target_sha
 
 def run(cfg: DictConfig) -> dict:
     paths = Layout.of(cfg)
-    if not cfg.tune.enabled:
+    if not cfg.tune.enabled:  # transfer then uses the conf values as they are
         with stage_output(paths.tune) as out:
-            (out / "best.yaml").write_text(yaml.safe_dump({"enabled": False, "overrides": {}}))
-            (out / "trials.csv").write_text("")
-            (out / "plots").mkdir()
-            write_json(out / "metrics.json", {"enabled": False})
-        return {"enabled": False}
+            return write_disabled(out)
     factory = build.model_factory(cfg)
     groups = build.num_groups(factory)
     params = validate(cfg, groups)
@@ -135,13 +130,8 @@ def run(cfg: DictConfig) -> dict:
         except ValueError as err:
             allowed = "enough trials for at least one to complete"
             raise ConfigError("tune.n_trials", t.n_trials, allowed) from err
-        best = {
-            "enabled": True,
-            "study": study.study_name,
-            "storage": redact(t.storage or JOURNAL),
-            "tune_run_id": parent.info.run_id,
-            **best,
-        }
+        where = {"study": study.study_name, "storage": redact(t.storage or JOURNAL)}
+        best = {"enabled": True, **where, "tune_run_id": parent.info.run_id, **best}
         with stage_output(paths.tune) as out:
             metrics = write_study(study, params, best, out)
             mlflow.log_metrics({f"study/{k}": v for k, v in metrics.items() if v is not None})

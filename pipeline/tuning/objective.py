@@ -62,7 +62,7 @@ def trial_objective(
         status, state = "FAILED", "FAIL"
         try:
             scores = []
-            name = monitor.removeprefix("val/")
+            name = monitor.replace("/", "_")  # best/val_acc, best/val_im, ...
             for i, seed in enumerate(seeds):
                 pruning = (PyTorchLightningPruningCallback(trial, monitor=monitor),)
                 result = train(
