@@ -13,34 +13,47 @@ from __future__ import annotations
 
 import mlflow
 import numpy as np
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from pipeline.data.domain import Domain
-from pipeline.data.store import load_domain
+from pipeline.data.store import ARRAYS, load_domain
 from pipeline.metrics.comparison import gaps, paired_gain, score_models, summarise_arms
 from pipeline.metrics.efficiency import label_savings, mean_compute_saved
 from pipeline.metrics.source_scores import depth_ranking, source_model_scores
 from pipeline.metrics.suite import READS
 from pipeline.models.weights import load_model
+from pipeline.progress import SILENT, Bar, bar, counted
 from pipeline.report import plot_tables, write_report
+from pipeline.report.headline import write_metrics
+from pipeline.report.html import write_html
 from pipeline.report.markdown import verdict_paragraph
 from pipeline.report.summary import Evaluation, Score
+from pipeline.tracking.evaluation import (
+    evaluation_links,
+    log_evaluation_inputs,
+    log_evaluation_results,
+    where_to_look,
+)
 from pipeline.tracking.lineage import stage_tags
 from pipeline.tracking.runs import log_curves, log_scored
 from pipeline.transfer.curves import freeze_depth_curve, label_curve, mean
 from pipeline.transfer.source import SourceModel
 from pipeline.transfer.train import TargetTask, TrainedAccuracy, tensors
 from stages import _build as build
-from stages._files import Layout, read_csv, read_json, write_csv, write_json
+from stages._files import Layout, read_csv, read_ids, read_json, write_csv, write_json
 from stages._shell import run_stage, stage_output, use_tracking
 
 STAGE = "evaluate"
+PARAMS = ("seed", "data", "model", "transfer", "evaluate", "trainer")
 
 
-def add_curves(ev: Evaluation, cfg: DictConfig, task: TargetTask, factory, source) -> None:
+def add_curves(
+    ev: Evaluation, cfg: DictConfig, task: TargetTask, factory, source, progress: Bar = SILENT
+) -> None:
     """The freeze-depth and label-efficiency curves (extra models, seeded like the arms)."""
     curves, seeds, groups = cfg.evaluate.curves, build.transfer_seeds(cfg), factory(2).num_groups
     accuracy = TrainedAccuracy(task, factory, source, "test", build.trainer_kwargs(cfg, False))
+    accuracy = counted(accuracy, progress, lambda arm, n: f"{arm.name} k={arm.init_groups} n={n}")
 
     def arm_for(name: str):
         return lambda seed: build.arm(cfg, name, groups, seed)
@@ -91,7 +104,8 @@ def run(cfg: DictConfig) -> dict:
     cfg, best = build.tuned_config(cfg, paths.best)
     factory, conf = build.model_factory(cfg), float(cfg.evaluate.confidence)
     primary, baseline = index["primary"], index["baseline"]
-    _, experiment_id = use_tracking(cfg)
+    uri, experiment_id = use_tracking(cfg)
+    target_arrays = paths.domain("target") / ARRAYS
     tags = {
         **stage_tags(STAGE, "."),
         "graftlab.transfer_run_id": index["run_id"],
@@ -101,10 +115,15 @@ def run(cfg: DictConfig) -> dict:
         mlflow.start_run(run_name=STAGE, experiment_id=experiment_id, tags=tags) as run_,
         stage_output(paths.evaluate) as out,
     ):
+        card = target.card()
+        params = OmegaConf.to_container(OmegaConf.masked_copy(cfg, PARAMS), resolve=True)
+        test = log_evaluation_inputs(
+            params, OmegaConf.to_yaml(cfg), target.name, card["splits"]["test"], target_arrays
+        )
         x, y = tensors(target.splits["test"])
         load = lambda row: load_model(factory, paths.transfer / row["path"], target.num_classes)  # noqa: E731
         scored = score_models(index["runs"], load, x, y)
-        log_scored(scored)
+        log_scored(scored, test, {**tags, "graftlab.role": "score"})
         arms = summarise_arms(scored, conf)
         first = next(r for r in scored if r.arm == primary)
         ev = Evaluation(
@@ -122,21 +141,24 @@ def run(cfg: DictConfig) -> dict:
             tuned_freeze_groups=(best.get("overrides") or {}).get("transfer.freeze_groups"),
             compute_saved=mean_compute_saved(read_csv(paths.history), primary, baseline),
         )
-        add_curves(ev, cfg, TargetTask(target, index["labels_per_class"]), factory, source)
+        with bar("evaluate: curves", None) as progress:
+            task = TargetTask(target, index["labels_per_class"])
+            add_curves(ev, cfg, task, factory, source, progress)
         if cfg.evaluate.scores.enabled:
             model = load_model(factory, source.path, source.spec["num_classes"])
             add_scores(ev, cfg, target, source_data, model)
         write_report(ev, out / "report")
+        write_html(out / "report")
         for name, rows in plot_tables(ev).items():
             write_csv(out / "plots" / name, rows)
         metrics = ev.flat_metrics()
         write_json(out / "report" / "mlflow.json", {"run_id": run_.info.run_id})
-        write_json(out / "metrics.json", metrics)
-        mlflow.set_tag("graftlab.verdict", ev.verdict)
-        logged = {k: float(v) for k, v in metrics.items() if v is not None}
-        mlflow.log_metrics(logged, model_id=first.model_id)
-        mlflow.log_artifacts(str(out / "report"), artifact_path="report")
+        write_metrics(out, metrics)  # metrics.json (headline) and details.json
+        prepare, tune_run = read_ids(paths.prepare_ids), best.get("tune_run_id")
+        links = evaluation_links(index, tune_run, source.ids, prepare, card["sha256"])
+        log_evaluation_results(metrics, ev.verdict, out / "report", verdict_paragraph(ev), links)
     print(verdict_paragraph(ev))
+    print(where_to_look(paths.evaluate / "report", uri, experiment_id, run_.info.run_id))
     return metrics
 
 

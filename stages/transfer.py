@@ -19,7 +19,8 @@ from mlflow.entities import LoggedModelInput
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline.data.store import ARRAYS, load_domain
-from pipeline.tracking.arm_runs import ArmRunner
+from pipeline.progress import track
+from pipeline.tracking.arm_runs import ArmRunner, describe_transfer
 from pipeline.tracking.lineage import flatten, stage_tags
 from pipeline.transfer.prefix_cache import PrefixCache
 from pipeline.transfer.source import SourceModel
@@ -69,7 +70,7 @@ def run(cfg: DictConfig) -> dict:
         mlflow.log_params(flatten({"transfer": transfer, "labels_per_class": labels}))
         mlflow.log_text(OmegaConf.to_yaml(cfg), "config.yaml")
         mlflow.log_input(model=LoggedModelInput(source.ids["model_id"]))
-        for arm in arms:
+        for arm in track(arms, STAGE, lambda a: f"{a.name} seed {a.settings.seed}"):
             path = Path("models", arm.name, f"seed{arm.settings.seed}.safetensors")
             row, rows_h = runner(arm, out, path)
             rows.append(row)
@@ -93,6 +94,9 @@ def run(cfg: DictConfig) -> dict:
         write_json(out / INDEX, index)
         write_json(out / "metrics.json", metrics)
         write_csv(out / "history.csv", history)
+        describe_transfer(experiment_id, names, len(seeds), source.ids, best.get("tune_run_id"))
+    accs = ", ".join(f"{n} {metrics[n]['val_acc']:.3f}" for n in names)
+    print(f"transfer: val_acc {accs} (mean of {len(seeds)} seeds); models in {paths.transfer}")
     return metrics
 
 

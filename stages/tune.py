@@ -24,11 +24,13 @@ from omegaconf import DictConfig, OmegaConf
 from pipeline.data.store import load_domain
 from pipeline.errors import ConfigError
 from pipeline.tracking.lineage import flatten, stage_tags
+from pipeline.tracking.links import run_page, url
 from pipeline.tracking.logger import run_logger
 from pipeline.tracking.store import repo_root
 from pipeline.transfer.prefix_cache import PrefixCache
 from pipeline.transfer.source import SourceModel
 from pipeline.transfer.train import TargetTask, train_arm
+from pipeline.tuning.display import describe_study, quiet_optuna, short_overrides, watched
 from pipeline.tuning.objective import trial_objective
 from pipeline.tuning.report import best_trial_summary, write_study
 from pipeline.tuning.space import Param, parse_space
@@ -81,7 +83,9 @@ def make_study(cfg: DictConfig, params: list[Param], weights_id: str, target_sha
         t.storage, journal, heartbeat_interval=t.heartbeat_interval, grace_period=t.grace_period
     )
     sampler, pruner = (build.instantiate(cfg, f"tune.{k}") for k in ("sampler", "pruner"))
-    return open_study(study_name(t.study_name, identity), storage, sampler, pruner)
+    study = open_study(study_name(t.study_name, identity), storage, sampler, pruner)
+    describe_study(study, identity)
+    return study
 
 
 def run(cfg: DictConfig) -> dict:
@@ -98,6 +102,7 @@ def run(cfg: DictConfig) -> dict:
     params = validate(cfg, groups)
     target = load_domain(paths.domain("target"))
     source = SourceModel.load(paths.source_model)
+    quiet_optuna()
     study = make_study(cfg, params, source.weights_id, target.card()["sha256"])
     uri, experiment_id = use_tracking(cfg)
     tags = {
@@ -120,7 +125,9 @@ def run(cfg: DictConfig) -> dict:
     with parent_run(study, experiment_id, f"{STAGE}:{study.study_name}", tags) as parent:
         mlflow.log_params(flatten({"tune": OmegaConf.to_container(t, resolve=True)}))
         objective = trial_objective(params, build.trial_arm(cfg, groups), train, logger_for, tags)
-        run_trials(study, objective, t.n_trials, max_failures=t.max_failures, timeout=t.timeout)
+        run_url = lambda run_id: url(uri, run_page(experiment_id, run_id))  # noqa: E731
+        with watched(study, objective, t.n_trials, run_url) as objective:
+            run_trials(study, objective, t.n_trials, max_failures=t.max_failures, timeout=t.timeout)
         try:
             best = best_trial_summary(study)
         except ValueError as err:
@@ -138,8 +145,8 @@ def run(cfg: DictConfig) -> dict:
             mlflow.log_metrics({f"study/{k}": v for k, v in metrics.items() if v is not None})
             mlflow.log_artifacts(str(out), artifact_path="tune")
     print(
-        f"study {study.study_name}: best trial {best['best_trial']} val acc "
-        f"{best['best_value']:.4f} with {best['overrides']}"
+        f"tune: study {study.study_name}, best trial {best['best_trial']} val_acc "
+        f"{best['best_value']:.3f}: {short_overrides(best['overrides'])}"
     )
     return metrics
 
