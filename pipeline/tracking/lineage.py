@@ -13,14 +13,14 @@ from pipeline import __version__
 DVC_WRITTEN = ("dvc.lock", "params.yaml")
 
 
-def generated_paths(root: Path) -> list[str]:
+def generated_paths(root: Path | str) -> list[str]:
     """Paths DVC rewrites while a pipeline runs: ``dvc.lock``, ``params.yaml`` and every stage
     output listed in ``dvc.lock`` (metrics and plots files committed to git are among them)."""
     import yaml
 
     paths = list(DVC_WRITTEN)
     try:
-        lock = yaml.safe_load((root / "dvc.lock").read_text()) or {}
+        lock = yaml.safe_load((Path(root) / "dvc.lock").read_text()) or {}
     except (OSError, yaml.YAMLError):
         return paths
     for stage in (lock.get("stages") or {}).values():
@@ -28,7 +28,7 @@ def generated_paths(root: Path) -> list[str]:
     return paths
 
 
-def git_state(root: Path) -> dict[str, str]:
+def git_state(root: Path | str) -> dict[str, str]:
     """Commit hash, branch and whether the code has uncommitted changes (empty if no git).
 
     Dirty means a tracked file other than what DVC itself rewrites (:func:`generated_paths`)
