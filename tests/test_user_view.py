@@ -218,6 +218,7 @@ def test_git_dirty_counts_code_not_the_files_dvc_rewrites(tmp_path):
     (tmp_path / "params.yaml").write_text("a: 1\n")
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "metrics.json").write_text("{}\n")
+    (tmp_path / "out" / ".gitignore").write_text("")
     lock = {"schema": "2.0", "stages": {"s": {"outs": [{"path": "out/metrics.json"}]}}}
     (tmp_path / "dvc.lock").write_text(yaml.safe_dump(lock))
     _git(tmp_path, "init", "-q")
@@ -226,6 +227,7 @@ def test_git_dirty_counts_code_not_the_files_dvc_rewrites(tmp_path):
     (tmp_path / "params.yaml").write_text("a: 2\n")
     (tmp_path / "out" / "metrics.json").write_text('{"acc": 1}\n')
     (tmp_path / "dvc.lock").write_text(yaml.safe_dump({**lock, "changed": True}))
+    (tmp_path / "out" / ".gitignore").write_text("/model\n")
     assert git_state(str(tmp_path))["graftlab.git_dirty"] == "false"
     (tmp_path / "code.py").write_text("x = 2\n")
     state = git_state(tmp_path)

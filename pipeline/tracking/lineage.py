@@ -14,8 +14,9 @@ DVC_WRITTEN = ("dvc.lock", "params.yaml")
 
 
 def generated_paths(root: Path | str) -> list[str]:
-    """Paths DVC rewrites while a pipeline runs: ``dvc.lock``, ``params.yaml`` and every stage
-    output listed in ``dvc.lock`` (metrics and plots files committed to git are among them)."""
+    """Paths DVC rewrites while a pipeline runs: ``dvc.lock``, ``params.yaml``, every stage output
+    listed in ``dvc.lock`` (metrics and plots files committed to git are among them) and the
+    ``.gitignore`` DVC keeps beside each output."""
     import yaml
 
     paths = list(DVC_WRITTEN)
@@ -24,8 +25,10 @@ def generated_paths(root: Path | str) -> list[str]:
     except (OSError, yaml.YAMLError):
         return paths
     for stage in (lock.get("stages") or {}).values():
-        paths += [out["path"] for out in stage.get("outs") or [] if "path" in out]
-    return paths
+        for out in stage.get("outs") or []:
+            if "path" in out:  # DVC also lists cached outputs in a .gitignore beside them
+                paths += [out["path"], (Path(out["path"]).parent / ".gitignore").as_posix()]
+    return sorted(set(paths))
 
 
 def git_state(root: Path | str) -> dict[str, str]:
