@@ -28,12 +28,7 @@ from pipeline.report.headline import write_metrics
 from pipeline.report.html import write_html
 from pipeline.report.markdown import verdict_paragraph
 from pipeline.report.summary import Evaluation, Score
-from pipeline.tracking.evaluation import (
-    evaluation_links,
-    log_evaluation_inputs,
-    log_evaluation_results,
-    where_to_look,
-)
+from pipeline.tracking import evaluation as track
 from pipeline.tracking.lineage import stage_tags
 from pipeline.tracking.runs import log_curves, log_scored
 from pipeline.transfer.curves import freeze_depth_curve, label_curve, mean
@@ -105,7 +100,6 @@ def run(cfg: DictConfig) -> dict:
     factory, conf = build.model_factory(cfg), float(cfg.evaluate.confidence)
     primary, baseline = index["primary"], index["baseline"]
     uri, experiment_id = use_tracking(cfg)
-    target_arrays = paths.domain("target") / ARRAYS
     tags = {
         **stage_tags(STAGE, "."),
         "graftlab.transfer_run_id": index["run_id"],
@@ -117,9 +111,8 @@ def run(cfg: DictConfig) -> dict:
     ):
         card = target.card()
         params = OmegaConf.to_container(OmegaConf.masked_copy(cfg, PARAMS), resolve=True)
-        test = log_evaluation_inputs(
-            params, OmegaConf.to_yaml(cfg), target.name, card["splits"]["test"], target_arrays
-        )
+        arrays, yaml_cfg = paths.domain("target") / ARRAYS, OmegaConf.to_yaml(cfg)
+        test = track.log_evaluation_inputs(params, yaml_cfg, target.name, card, "test", arrays)
         x, y = tensors(target.splits["test"])
         load = lambda row: load_model(factory, paths.transfer / row["path"], target.num_classes)  # noqa: E731
         scored = score_models(index["runs"], load, x, y)
@@ -155,10 +148,12 @@ def run(cfg: DictConfig) -> dict:
         write_json(out / "report" / "mlflow.json", {"run_id": run_.info.run_id})
         write_metrics(out, metrics)  # metrics.json (headline) and details.json
         prepare, tune_run = read_ids(paths.prepare_ids), best.get("tune_run_id")
-        links = evaluation_links(index, tune_run, source.ids, prepare, card["sha256"])
-        log_evaluation_results(metrics, ev.verdict, out / "report", verdict_paragraph(ev), links)
+        links = track.evaluation_links(index, tune_run, source.ids, prepare, card["sha256"])
+        track.log_evaluation_results(
+            metrics, ev.verdict, out / "report", verdict_paragraph(ev), links
+        )
     print(verdict_paragraph(ev))
-    print(where_to_look(paths.evaluate / "report", uri, experiment_id, run_.info.run_id))
+    print(track.where_to_look(paths.evaluate / "report", uri, experiment_id, run_.info.run_id))
     return metrics
 
 

@@ -12,7 +12,7 @@ from pipeline.tracking.links import describe, run_page, runs_table, ui_command, 
 
 
 def log_evaluation_inputs(
-    params: dict, config_yaml: str, dataset: str, test: dict, data_path: Path
+    params: dict, config_yaml: str, dataset: str, card: dict, split: str, data_path: Path
 ) -> SplitDataset:
     """Params, resolved config and the test split (an ``evaluation`` dataset input) of the active
     run; return the test dataset (for the per-model score runs).
@@ -21,15 +21,17 @@ def log_evaluation_inputs(
         params: The config sections the stage reads (flattened into params).
         config_yaml: The resolved config, logged as ``config.yaml``.
         dataset: Target dataset name.
-        test: The test split's data-card entry (``sha256``, ``size``).
+        card: Its data card (``splits.<split>.sha256`` and ``size``).
+        split: The split scored (``test``).
         data_path: The prepared target arrays.
     """
     import mlflow
 
     mlflow.log_params(flatten(params))
     mlflow.log_text(config_yaml, "config.yaml")
-    ds = split_dataset(dataset, "test", test["sha256"], data_path, test["size"])
-    mlflow.log_input(ds, context="evaluation", tags={"sha256": test["sha256"], "split": "test"})
+    info = card["splits"][split]
+    ds = split_dataset(dataset, split, info["sha256"], data_path, info["size"])
+    mlflow.log_input(ds, context="evaluation", tags={"sha256": info["sha256"], "split": split})
     return ds
 
 
