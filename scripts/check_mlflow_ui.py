@@ -29,16 +29,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+from browser import launch
+
 PORT = int(os.environ.get("GRAFTLAB_UI_PORT", "5077"))  # a UI already listening there is reused
 BASE = f"http://127.0.0.1:{PORT}/"
 
@@ -148,7 +140,7 @@ def main(repo_arg: str, out_arg: str) -> int:
     server = serve(repo)
     try:
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+            browser = launch(p)
             page = browser.new_page(viewport={"width": 2200, "height": 1100})
             requests: list[str] = []
             page.on(

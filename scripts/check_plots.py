@@ -19,16 +19,7 @@ import re
 import sys
 from pathlib import Path
 
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+from browser import launch
 
 # Each plot's element: a Vega view draws a non-empty canvas, an image has loaded pixels.
 READ_VIEWS = """
@@ -61,7 +52,7 @@ def main(page_path: str, screenshot: str) -> int:
 
     problems, requests, errors = [], [], []
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        browser = launch(p)
         page = browser.new_page(viewport={"width": 1400, "height": 900})
         page.on("request", lambda r: r.url.startswith("http") and requests.append(r.url))
         page.on("console", lambda m: m.type == "error" and errors.append(m.text))
