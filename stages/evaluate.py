@@ -25,7 +25,6 @@ from pipeline.models.weights import load_model
 from pipeline.progress import SILENT, Bar, bar, counted
 from pipeline.report import plot_tables, write_report
 from pipeline.report.headline import write_metrics
-from pipeline.report.html import write_html
 from pipeline.report.markdown import verdict_paragraph
 from pipeline.report.summary import Evaluation, Score
 from pipeline.tracking import evaluation as track
@@ -39,7 +38,6 @@ from stages._files import Layout, read_csv, read_ids, read_json, write_csv, writ
 from stages._shell import run_stage, stage_output, use_tracking
 
 STAGE = "evaluate"
-PARAMS = ("seed", "data", "model", "transfer", "evaluate", "trainer")
 
 
 def add_curves(
@@ -109,10 +107,8 @@ def run(cfg: DictConfig) -> dict:
         mlflow.start_run(run_name=STAGE, experiment_id=experiment_id, tags=tags) as run_,
         stage_output(paths.evaluate) as out,
     ):
-        card = target.card()
-        params = OmegaConf.to_container(OmegaConf.masked_copy(cfg, PARAMS), resolve=True)
-        arrays, yaml_cfg = paths.domain("target") / ARRAYS, OmegaConf.to_yaml(cfg)
-        test = track.log_evaluation_inputs(params, yaml_cfg, target.name, card, "test", arrays)
+        resolved = OmegaConf.to_container(cfg, resolve=True)
+        test = track.log_evaluation_inputs(resolved, target, paths.domain("target") / ARRAYS)
         x, y = tensors(target.splits["test"])
         load = lambda row: load_model(factory, paths.transfer / row["path"], target.num_classes)  # noqa: E731
         scored = score_models(index["runs"], load, x, y)
@@ -141,14 +137,12 @@ def run(cfg: DictConfig) -> dict:
             model = load_model(factory, source.path, source.spec["num_classes"])
             add_scores(ev, cfg, target, source_data, model)
         write_report(ev, out / "report")
-        write_html(out / "report")
         for name, rows in plot_tables(ev).items():
             write_csv(out / "plots" / name, rows)
         metrics = ev.flat_metrics()
         write_json(out / "report" / "mlflow.json", {"run_id": run_.info.run_id})
         write_metrics(out, metrics)  # metrics.json (headline) and details.json
-        prepare, tune_run = read_ids(paths.prepare_ids), best.get("tune_run_id")
-        links = track.evaluation_links(index, tune_run, source.ids, prepare, card["sha256"])
+        links = track.evaluation_links(index, best, source.ids, read_ids(paths.prepare_ids), target)
         track.log_evaluation_results(
             metrics, ev.verdict, out / "report", verdict_paragraph(ev), links
         )

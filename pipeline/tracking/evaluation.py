@@ -6,31 +6,31 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
+from pipeline.data.domain import Domain
 from pipeline.tracking.datasets import SplitDataset, split_dataset
 from pipeline.tracking.lineage import flatten
 from pipeline.tracking.links import describe, run_page, runs_table, ui_command, url
 
 
 def log_evaluation_inputs(
-    params: dict, config_yaml: str, dataset: str, card: dict, split: str, data_path: Path
+    config: dict, target: Domain, data_path: Path, split: str = "test"
 ) -> SplitDataset:
-    """Params, resolved config and the test split (an ``evaluation`` dataset input) of the active
-    run; return the test dataset (for the per-model score runs).
+    """Params and ``config.yaml`` from the resolved config, and the scored split (an
+    ``evaluation`` dataset input) of the active run; return that dataset (for the score runs).
 
     Args:
-        params: The config sections the stage reads (flattened into params).
-        config_yaml: The resolved config, logged as ``config.yaml``.
-        dataset: Target dataset name.
-        card: Its data card (``splits.<split>.sha256`` and ``size``).
-        split: The split scored (``test``).
-        data_path: The prepared target arrays.
+        config: The resolved config (flattened into params, and logged as ``config.yaml``).
+        target: The target domain.
+        data_path: Where its prepared arrays are.
+        split: The split scored.
     """
     import mlflow
+    import yaml
 
-    mlflow.log_params(flatten(params))
-    mlflow.log_text(config_yaml, "config.yaml")
-    info = card["splits"][split]
-    ds = split_dataset(dataset, split, info["sha256"], data_path, info["size"])
+    mlflow.log_params(flatten(config))
+    mlflow.log_text(yaml.safe_dump(config, sort_keys=False), "config.yaml")
+    info = target.card()["splits"][split]
+    ds = split_dataset(target.name, split, info["sha256"], data_path, info["size"])
     mlflow.log_input(ds, context="evaluation", tags={"sha256": info["sha256"], "split": split})
     return ds
 
@@ -64,22 +64,22 @@ def log_evaluation_results(
 
 
 def evaluation_links(
-    index: dict, tune_run_id: str | None, source_ids: dict, prepare: dict, target_sha256: str
+    index: dict, best: dict, source_ids: dict, prepare: dict, target: Domain
 ) -> dict[str, tuple[str, str | None]]:
     """Links of the evaluate run's description: the runs and model its inputs came from.
 
     Args:
         index: The transfer stage's index (``run_id``).
-        tune_run_id: The study's run, if tuning ran.
+        best: The tune stage's best.yaml (``tune_run_id`` when tuning ran).
         source_ids: The source model's ids (``run_id``, ``model_id``).
         prepare: The prepare stage's ids (``run_id``, ``target_sha256``); linked only when its
             target digest is the one evaluated.
-        target_sha256: Digest of the target data evaluated.
+        target: The target domain evaluated.
     """
-    same_data = prepare.get("target_sha256") == target_sha256
+    same_data = prepare.get("target_sha256") == target.card()["sha256"]
     return {
         "transfer run (arms and their models)": ("run", index.get("run_id")),
-        "tune run (settings)": ("run", tune_run_id),
+        "tune run (settings)": ("run", best.get("tune_run_id")),
         "pretrain run": ("run", source_ids.get("run_id")),
         "source model": ("model", source_ids.get("model_id")),
         "prepare run (data)": ("run", prepare.get("run_id") if same_data else None),
