@@ -26,6 +26,11 @@ class Bar:
     def __init__(self, progress: Any, task: Any) -> None:
         self._progress, self._task = progress, task
 
+    @property
+    def visible(self) -> bool:
+        """Whether a bar is drawn (status text worth computing)."""
+        return self._progress is not None
+
     def advance(self, text: str | None = None) -> None:
         """One item done; ``text`` replaces the line's status text."""
         if self._progress is not None:

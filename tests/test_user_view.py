@@ -133,6 +133,9 @@ def test_evaluate_run_has_params_config_test_split_summary_and_html_report(walke
     )
     assert len(scores) == len(walked["index"]["runs"])
     assert all("test_acc" in r.data.metrics for r in scores)
+    for r in scores:  # a scratch model's score run carries nothing of the source either
+        has_source = any("source_" in k for k in r.data.tags)
+        assert has_source == (r.data.tags["graftlab.arm"] != "scratch")
 
 
 def test_dataset_inputs_name_the_final_files_and_their_full_sha256(walked):

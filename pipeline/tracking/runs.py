@@ -118,7 +118,11 @@ def log_scored(scored: list, test: SplitDataset, tags: dict[str, str]) -> None:
         with mlflow.start_run(
             run_name=f"score {r.arm}-seed{r.seed}",
             nested=True,
-            tags={**tags, "graftlab.arm": r.arm, "graftlab.seed": str(r.seed)},
+            tags={
+                **{k: v for k, v in tags.items() if r.init_groups or "source_" not in k},
+                "graftlab.arm": r.arm,
+                "graftlab.seed": str(r.seed),
+            },
         ):
             mlflow.log_input(model=LoggedModelInput(r.model_id))
             mlflow.log_input(test, context="evaluation", tags={"sha256": test.profile["sha256"]})

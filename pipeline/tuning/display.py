@@ -78,7 +78,8 @@ def watched(
     with bar("tune", max(0, n_trials - c["COMPLETE"] - c["PRUNED"])) as b:
 
         def run(trial: Any) -> float:
-            b.status(f"trial {trial.number}  {best_so_far(study)}")
+            if b.visible:  # reading every trial back costs a storage round trip
+                b.status(f"trial {trial.number}  {best_so_far(study)}")
             try:
                 return objective(trial)
             finally:
