@@ -1,5 +1,6 @@
 """End to end through DVC, in a temporary git repository made from this one, on the tiny config."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -17,12 +18,12 @@ pytestmark = pytest.mark.slow
 COPY = ["conf", "pipeline", "stages", "dvc.yaml", "pyproject.toml", ".dvcignore", ".gitignore"]
 
 
-def sh(repo: Path, *cmd: str) -> str:
+def sh(repo: Path, *cmd: str, stdout_only: bool = False) -> str:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     env.pop("MLFLOW_TRACKING_URI", None)  # use the repository's default store
     proc = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, f"{' '.join(cmd)}\n{proc.stdout}\n{proc.stderr}"
-    return proc.stdout + proc.stderr
+    return proc.stdout if stdout_only else proc.stdout + proc.stderr
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +65,10 @@ def test_dvc_repro_runs_all_stages_and_records_lineage(repo):
     assert last[0] == "Report:  outputs/evaluate/report/report.html  (also report.md)"
     assert last[1].startswith("MLflow:  http://127.0.0.1:5000/#/experiments/")
     assert last[3].startswith("start the UI first: mlflow ui --backend-store-uri sqlite:///")
+    # every plot dvc.yaml defines finds its file and fields (a renamed column breaks it)
+    shown = json.loads(sh(repo, "dvc", "plots", "show", "--json", stdout_only=True))
+    assert not shown.get("errors"), shown.get("errors")
+    assert len(shown["data"]) == 7 and all(shown["data"].values())
     metrics = yaml.safe_load((repo / "outputs/evaluate/metrics.json").read_text())
     assert {"transfer.test_acc", "scratch.test_acc", "transfer_gain", "negative_transfer"} <= set(
         metrics

@@ -22,6 +22,8 @@ HEADLINE = (
     "ntg",
     "transfer.test_acc",
     "scratch.test_acc",
+    "recommended_k",
+    "seeds",
 )
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import optuna
 
 from pipeline.progress import bar
+from pipeline.tracking.links import run_page, url
 from pipeline.tuning.study import counts
 
 METRIC = "val_acc"
@@ -28,14 +29,16 @@ def quiet_optuna() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
-def describe_study(study: optuna.Study, summary: Mapping[str, object]) -> None:
-    """Name the objective :data:`METRIC` and record ``summary`` as study user attributes."""
+def describe_study(study: optuna.Study, summary: Mapping[str, object]) -> optuna.Study:
+    """Name the objective :data:`METRIC` and record ``summary`` as study user attributes;
+    return the study."""
     with warnings.catch_warnings():  # experimental since Optuna 3.2, still the only way
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names([METRIC])
     for key, value in summary.items():
         if study.user_attrs.get(key) != value:
             study.set_user_attr(key, value)
+    return study
 
 
 def link_trial(trial: optuna.Trial, run_id: str, url: str) -> None:
@@ -70,10 +73,12 @@ def watched(
     study: optuna.Study,
     objective: Callable[[Any], float],
     n_trials: int,
-    run_url: Callable[[str], str],
+    tracking: tuple[str, str],
 ) -> Iterator[Callable[[Any], float]]:
     """``objective`` with a progress bar over the trials still to run (on a terminal) and each
-    trial linked to its MLflow run (``mlflow_run_id`` user attribute -> :func:`link_trial`)."""
+    trial linked to its MLflow run (``mlflow_run_id`` user attribute -> :func:`link_trial`) in
+    ``tracking`` = (tracking URI, experiment id)."""
+    uri, experiment_id = tracking
     c = counts(study)
     with bar("tune", max(0, n_trials - c["COMPLETE"] - c["PRUNED"])) as b:
 
@@ -85,7 +90,7 @@ def watched(
             finally:
                 run_id = trial.user_attrs.get("mlflow_run_id")
                 if run_id:
-                    link_trial(trial, run_id, run_url(run_id))
+                    link_trial(trial, run_id, url(uri, run_page(experiment_id, run_id)))
                 b.advance()
 
         yield run
