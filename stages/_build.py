@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from pipeline.data.domain import Domain
 from pipeline.errors import ConfigError
 from pipeline.objectives import Objective
+from pipeline.progress import interactive
 from pipeline.transfer.arms import Arm, ModelFactory
 from pipeline.transfer.freezing import resolve_depth
 from pipeline.transfer.settings import FitSettings
@@ -69,6 +70,8 @@ def trainer_kwargs(cfg: DictConfig, progress_bar: bool | None = None) -> dict:
     kw.pop("threads", None)
     if progress_bar is not None:
         kw["enable_progress_bar"] = progress_bar
+    elif kw.get("enable_progress_bar") is None:  # null: bars only on a terminal, not in logs
+        kw["enable_progress_bar"] = interactive()
     return kw
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from safetensors.numpy import load_file
 
 from pipeline.data.store import ARRAYS, load_domain
@@ -24,6 +24,7 @@ from pipeline.models.weights import load_model
 from pipeline.report import transductive as report
 from pipeline.selection.picks import candidates
 from pipeline.tracking.arm_runs import ArmRunner
+from pipeline.tracking.evaluation import log_evaluation_inputs
 from pipeline.tracking.lineage import stage_tags
 from pipeline.tracking.runs import log_scored
 from pipeline.transfer.source import SourceModel
@@ -94,7 +95,9 @@ def evaluate(cfg: DictConfig) -> dict:
             x,
             y,
         )
-        log_scored(scored)
+        resolved = OmegaConf.to_container(cfg, resolve=True)
+        test = log_evaluation_inputs(resolved, target, paths.domain("target") / ARRAYS)
+        log_scored(scored, test, {**tags, "graftlab.role": "score"})
         acc = {}
         for r in sorted(scored, key=lambda r: r.seed):
             acc.setdefault(r.arm, []).append(r.acc)

@@ -25,7 +25,8 @@ from omegaconf import DictConfig, OmegaConf
 from safetensors.numpy import save_file
 
 from pipeline.data.store import ARRAYS
-from pipeline.tracking.arm_runs import ArmRunner
+from pipeline.progress import track
+from pipeline.tracking.arm_runs import ArmRunner, describe_transfer
 from pipeline.tracking.lineage import flatten, stage_tags
 from pipeline.transfer.prefix_cache import PrefixCache
 from pipeline.transfer.source import SourceModel
@@ -81,7 +82,7 @@ def run(cfg: DictConfig) -> dict:
         mlflow.log_text(OmegaConf.to_yaml(cfg), "config.yaml")
         mlflow.log_input(model=LoggedModelInput(source.ids["model_id"]))
         trained: dict[str, tuple[dict, list]] = {}  # fingerprint -> the run that trained it
-        for arm in arms:
+        for arm in track(arms, STAGE, lambda a: f"{a.name} seed {a.settings.seed}"):
             key = arm.fingerprint(groups)
             if key in trained:  # e.g. freeze_k at k=0 is finetune: train once, report both
                 row, rows_h = trained[key]
@@ -125,6 +126,9 @@ def run(cfg: DictConfig) -> dict:
         write_json(out / INDEX, index)
         write_json(out / "metrics.json", metrics)
         write_csv(out / "history.csv", history)
+        describe_transfer(experiment_id, names, len(seeds), source.ids, best.get("tune_run_id"))
+    accs = ", ".join(f"{n} {metrics[n]['val_acc']:.3f}" for n in names)
+    print(f"transfer: val_acc {accs} (mean of {len(seeds)} seeds); models in {paths.transfer}")
     return metrics
 
 

@@ -29,6 +29,7 @@ from pipeline.tracking.store import repo_root
 from pipeline.transfer.prefix_cache import PrefixCache
 from pipeline.transfer.source import SourceModel
 from pipeline.transfer.train import train_arm
+from pipeline.tuning.display import describe_study, quiet_optuna, short_overrides, watched
 from pipeline.tuning.objective import trial_objective
 from pipeline.tuning.report import best_trial_summary, write_disabled, write_study
 from pipeline.tuning.space import Param, parse_space
@@ -85,7 +86,9 @@ def make_study(cfg: DictConfig, params: list[Param], weights_id: str, target_sha
         t.storage, journal, heartbeat_interval=t.heartbeat_interval, grace_period=t.grace_period
     )
     sampler, pruner = (build.instantiate(cfg, f"tune.{k}") for k in ("sampler", "pruner"))
-    return open_study(study_name(t.study_name, identity), storage, sampler, pruner)
+    return describe_study(
+        open_study(study_name(t.study_name, identity), storage, sampler, pruner), identity
+    )
 
 
 def run(cfg: DictConfig) -> dict:
@@ -99,6 +102,7 @@ def run(cfg: DictConfig) -> dict:
     task = setting.target_task(cfg, paths)  # transductive: no target label in it
     task.check(build.trial_arm(cfg, groups)({}, int(cfg.seed)), "transfer.arms")
     source = SourceModel.load(paths.source_model)
+    quiet_optuna()
     study = make_study(cfg, params, source.weights_id, task.target.card()["sha256"])
     uri, experiment_id = use_tracking(cfg)
     tags = {
@@ -124,7 +128,8 @@ def run(cfg: DictConfig) -> dict:
         arm_for, train = build.trial_arm(cfg, groups), setting.scored(cfg, task, train)
         monitor = setting.tune_monitor(cfg)
         objective = trial_objective(params, arm_for, seeds, train, logger_for, tags, monitor)
-        run_trials(study, objective, t.n_trials, max_failures=t.max_failures, timeout=t.timeout)
+        with watched(study, objective, t.n_trials, (uri, experiment_id)) as objective:
+            run_trials(study, objective, t.n_trials, max_failures=t.max_failures, timeout=t.timeout)
         try:
             best = best_trial_summary(study)
         except ValueError as err:
@@ -137,9 +142,9 @@ def run(cfg: DictConfig) -> dict:
             mlflow.log_metrics({f"study/{k}": v for k, v in metrics.items() if v is not None})
             mlflow.log_artifacts(str(out), artifact_path="tune")
     print(
-        f"study {study.study_name}: best trial {best['best_trial']} "
-        f"{setting.tune_monitor(cfg).replace('/', ' ')} "
-        f"{best['best_value']:.4f} with {best['overrides']}"
+        f"tune: study {study.study_name}, best trial {best['best_trial']} "
+        f"{setting.tune_monitor(cfg).replace('/', '_')} {best['best_value']:.3f}: "
+        f"{short_overrides(best['overrides'])}"
     )
     return metrics
 

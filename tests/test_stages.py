@@ -36,7 +36,8 @@ def test_pipeline_outputs_and_lineage_from_evaluation_back_to_data(workspace):
     metrics = evaluate.run(cfg)
     for key in ("transfer.test_acc", "scratch.test_acc", "transfer_gain", "negative_transfer"):
         assert key in metrics
-    assert _read("outputs/evaluate/metrics.json") == json.loads(json.dumps(metrics))
+    files = {**_read("outputs/evaluate/metrics.json"), **_read("outputs/evaluate/details.json")}
+    assert files == json.loads(json.dumps(metrics))
     report = Path("outputs/evaluate/report/report.md").read_text()
     for section in (
         "## Arms",

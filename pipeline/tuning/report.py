@@ -83,11 +83,12 @@ def plot_study(study: optuna.Study, params: list[Param], folder: Path) -> None:
     from optuna.visualization import matplotlib as ovm
 
     folder.mkdir(parents=True, exist_ok=True)
-    plots = {"history.png": lambda: ovm.plot_optimization_history(study)}
+    metric = (study.metric_names or ["Objective Value"])[0]  # optuna's plots ignore metric names
+    plots = {"history.png": lambda: ovm.plot_optimization_history(study, target_name=metric)}
     keys = [p.key for p in params]
     if "transfer.freeze_groups" in keys:
         plots["freeze_groups.png"] = lambda: ovm.plot_slice(
-            study, params=["transfer.freeze_groups"]
+            study, params=["transfer.freeze_groups"], target_name=metric
         )
     plots["importances.png"] = lambda: ovm.plot_param_importances(study)
     with warnings.catch_warnings():
