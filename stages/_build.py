@@ -52,9 +52,15 @@ def build_domain(cfg: DictConfig, which: str) -> Domain:
     return instantiate(cfg, f"data.{which}", seed=cfg.seed)
 
 
-def model_factory(cfg: DictConfig) -> ModelFactory:
-    """``num_classes -> GroupedNet`` for the configured backbone."""
-    factory = partial(instantiate, cfg, "model")
+def model_factory(cfg: DictConfig, pretrained: bool = False) -> ModelFactory:
+    """``num_classes -> GroupedNet`` for the configured backbone.
+
+    ``model.weights`` (a pretrained file) only initialise the source model (``pretrained``):
+    every target arm starts from the source model's groups or, like ``scratch``, from a seeded
+    random init, never from the file (whose folder's config still sets the architecture).
+    """
+    skip = {} if pretrained or "weights" not in cfg.model else {"load_weights": False}
+    factory = partial(instantiate, cfg, "model", **skip)
     return lambda num_classes: factory(num_classes=num_classes)
 
 

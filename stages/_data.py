@@ -28,7 +28,9 @@ def model_input(cfg: DictConfig) -> dict:
     if model.get("_target_") != TIMM:
         allowed = f"an explicit value (model {model.get('_target_')} has no pretrained config)"
         raise ConfigError("data", "model", allowed)
-    args = OmegaConf.to_container(model.get("create_args") or {}, resolve=True)
+    args = (
+        OmegaConf.to_container(model.create_args, resolve=True) if model.get("create_args") else {}
+    )
     return pretrained_input(model.arch, model.get("weights"), args)
 
 

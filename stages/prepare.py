@@ -53,6 +53,7 @@ def run(cfg: DictConfig) -> dict:
                 metrics[f"{role}.{split}_size"] = info["size"]
         mlflow.log_metrics(metrics)
     DecodeCache(Path(cfg.paths.decoded)).prune(started)
+    Path(cfg.paths.decoded).mkdir(parents=True, exist_ok=True)  # a DVC output, even if empty
     return metrics
 
 

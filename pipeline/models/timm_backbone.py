@@ -70,8 +70,11 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def locate_weights(location: str, sha256: str | None = None, key: str = "model.weights") -> Weights:
-    """Resolve ``location`` (a weights file or a timm/HF model folder) and check its sha256.
+def locate_weights(
+    location: str, sha256: str | None = None, key: str = "model.weights", digest: bool = True
+) -> Weights:
+    """Resolve ``location`` (a weights file or a timm/HF model folder) and check its sha256
+    (``digest`` False: neither hash nor check it, when only a folder's config is needed).
 
     Raises:
         CheckpointError: Nothing there, a folder without config.json or weights, or a file whose
@@ -95,13 +98,13 @@ def locate_weights(location: str, sha256: str | None = None, key: str = "model.w
         raise CheckpointError(
             where, f"weights file not found ({key}); Graftlab never downloads weights"
         )
-    digest = file_sha256(where)
-    if sha256 is not None and digest != str(sha256).lower():
+    actual = file_sha256(where) if digest else ""
+    if digest and sha256 is not None and actual != str(sha256).lower():
         raise CheckpointError(
-            where, f"sha256 is {digest}, but {key}_sha256 pins {sha256}: a different file"
+            where, f"sha256 is {actual}, but {key}_sha256 pins {sha256}: a different file"
         )
     if folder is None:
-        return Weights(where, digest)
+        return Weights(where, actual)
     try:
         cfg, arch, model_args = load_model_config_from_path(folder)
         labels = load_cfg_from_json(folder / "config.json").get("label_names")
@@ -110,7 +113,7 @@ def locate_weights(location: str, sha256: str | None = None, key: str = "model.w
     if isinstance(labels, dict):  # timm allows {index: name} with gaps
         labels = [labels.get(str(i), str(i)) for i in range(int(cfg.get("num_classes", 0)))]
     names = tuple(str(n) for n in labels) if labels else None
-    return Weights(where, digest, dict(cfg), arch, dict(model_args or {}), names)
+    return Weights(where, actual, dict(cfg), arch, dict(model_args or {}), names)
 
 
 def pretrained_input(
@@ -321,6 +324,24 @@ def _classifier_rows(model: nn.Module, state: dict[str, torch.Tensor]) -> int:
     return 0 if weight is None else int(weight.shape[0])
 
 
+def architecture_args(
+    arch: str, in_chans: int, found: Weights | None, create_args: dict | None
+) -> dict:
+    """``timm.create_model`` arguments: a model folder's config.json ones, then ``create_args``.
+
+    Raises:
+        ConfigError: The folder is for another architecture or channel count.
+    """
+    if found and found.architecture and found.architecture != arch.split(".")[0]:
+        raise ConfigError("model.arch", arch, f"{found.architecture} (the folder's config.json)")
+    saved = dict(found.model_args) if found else {}
+    saved.pop("num_classes", None)  # the head is set through the model's own API
+    if saved.pop("in_chans", in_chans) != in_chans:
+        allowed = f"{found.model_args['in_chans']} (the model folder's config.json)"
+        raise ConfigError("model.in_chans", in_chans, allowed)
+    return {**saved, **(create_args or {})}
+
+
 def timm_backbone(
     num_classes: int | None,
     arch: str = "resnet18",
@@ -329,6 +350,7 @@ def timm_backbone(
     weights: str | None = None,
     weights_sha256: str | None = None,
     create_args: dict | None = None,
+    load_weights: bool = True,
 ) -> GroupedNet:
     """Create a timm model (random init, or weights from a local file) as a grouped network.
 
@@ -343,6 +365,8 @@ def timm_backbone(
             timm / Hugging Face model folder. Never downloaded.
         weights_sha256: Pin the weights file's sha256 (a different file is an error).
         create_args: Extra ``timm.create_model`` arguments (e.g. ``img_size``, ``depth``).
+        load_weights: False builds the architecture ``weights`` describe (a model folder's
+            config.json arguments) with a random init, without reading the weights file.
 
     Raises:
         ConfigError: Unknown architecture, or one whose forward is not a sequence of groups.
@@ -351,15 +375,10 @@ def timm_backbone(
     import timm
 
     _check_arch(arch)
-    found = locate_weights(weights, weights_sha256) if weights else None
-    if found and found.architecture and found.architecture != arch.split(".")[0]:
-        raise ConfigError("model.arch", arch, f"{found.architecture} (the folder's config.json)")
-    saved = dict(found.model_args) if found else {}
-    saved.pop("num_classes", None)  # the head is set below, through the model's own API
-    if saved.pop("in_chans", in_chans) != in_chans:
-        allowed = f"{found.model_args['in_chans']} (the model folder's config.json)"
-        raise ConfigError("model.in_chans", in_chans, allowed)
-    kwargs = {**saved, **(create_args or {})}
+    found = None
+    if weights and (load_weights or Path(weights).is_dir()):  # a folder also holds the config
+        found = locate_weights(weights, weights_sha256, digest=load_weights)
+    kwargs = architecture_args(arch, in_chans, found, create_args)
     try:
         model = timm.create_model(
             arch, pretrained=False, num_classes=0, in_chans=in_chans, **kwargs
@@ -372,7 +391,7 @@ def timm_backbone(
         model.conv1 = nn.Conv2d(in_chans, model.conv1.out_channels, 3, 1, 1, bias=False)
         model.maxpool = nn.Identity()
     head_state = None
-    if found:
+    if found and load_weights:
         state = load_state_dict(found.path)
         rows = _classifier_rows(model, state)
         if rows:
