@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from pipeline.data.store import ARRAYS, load_domain
 from pipeline.errors import ConfigError
 from pipeline.models.grouped import GroupedNet
-from pipeline.models.timm_backbone import Weights
+from pipeline.models.timm_backbone import Weights, portable_config
 from pipeline.models.weights import save_weights
 from pipeline.tracking.datasets import log_card_inputs
 from pipeline.tracking.lineage import flatten, stage_tags
@@ -67,8 +67,9 @@ def run(cfg: DictConfig) -> dict:
         "graftlab.prepare_run_id": prepare["run_id"],
         "graftlab.source_sha256": card["sha256"],
     }
+    timm = params["model"].get("_target_") == TIMM  # rebuildable without the weights file
     spec = {
-        "model": params["model"],
+        "model": portable_config(params["model"]) if timm else params["model"],
         "num_classes": model.num_classes,
         "classes": list(source.classes),
         "num_groups": model.num_groups,
@@ -82,7 +83,7 @@ def run(cfg: DictConfig) -> dict:
         origin = {"weights": str(found.path), "sha256": found.sha256}
         origin |= {k: cfg.pretrain.get(k) for k in ("origin", "pretrained_on")}
         names = found.label_names or [str(i) for i in range(model.num_classes)]
-        spec |= {"classes": list(names), "external": origin}
+        spec |= {"classes": list(names), "external": origin}  # + where the weights came from
         spec |= {"dataset": origin["pretrained_on"] or f"external {cfg.model.arch}"}
         spec["data_sha256"] = None
         model_tags = {"graftlab.role": "source", "graftlab.external": "true"}

@@ -342,6 +342,20 @@ def architecture_args(
     return {**saved, **(create_args or {})}
 
 
+def portable_config(config: dict) -> dict:
+    """``timm_backbone`` arguments that rebuild the same architecture on any machine: a model
+    folder's config.json arguments spelled out in ``create_args`` and no weights file (the
+    trained weights travel with the model)."""
+    weights = config.get("weights")
+    if not weights:
+        return config
+    found = locate_weights(weights, digest=False) if Path(weights).is_dir() else None
+    args = architecture_args(
+        config["arch"], config.get("in_chans", 1), found, config.get("create_args")
+    )
+    return {**config, "create_args": args, "weights": None, "weights_sha256": None}
+
+
 def timm_backbone(
     num_classes: int | None,
     arch: str = "resnet18",

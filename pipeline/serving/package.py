@@ -4,7 +4,11 @@ safetensors weights and the JSON spec (what rebuilds the network and preprocesse
 from __future__ import annotations
 
 import json
+import os
 import re
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -24,6 +28,21 @@ def requirements() -> list[str]:
         except PackageNotFoundError:
             out.append(name)
     return out
+
+
+@contextmanager
+def _quiet_copies() -> Iterator[None]:
+    """No artifact progress bars while saving (one per artifact, per model, in stage logs)."""
+    key = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+    old = os.environ.get(key)
+    os.environ[key] = "false"
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ[key]
+        else:
+            os.environ[key] = old
 
 
 def save_pyfunc(folder: Path, weights: Path, spec: dict) -> None:
@@ -47,10 +66,13 @@ def save_pyfunc(folder: Path, weights: Path, spec: dict) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         spec_path = Path(tmp) / "model.json"
         spec_path.write_text(json.dumps(spec, indent=2))
-        mlflow.pyfunc.save_model(
-            path=str(folder),
-            python_model=str(CODE),
-            artifacts={"weights": str(weights), "spec": str(spec_path)},
-            signature=signature,
-            pip_requirements=requirements(),
-        )
+        with warnings.catch_warnings(), _quiet_copies():
+            # "no input example": one would load and run the model here
+            warnings.filterwarnings("ignore", message=r".*input example was not provided.*")
+            mlflow.pyfunc.save_model(
+                path=str(folder),
+                python_model=str(CODE),
+                artifacts={"weights": str(weights), "spec": str(spec_path)},
+                signature=signature,
+                pip_requirements=requirements(),
+            )
