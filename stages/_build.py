@@ -11,7 +11,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline.data.domain import Domain
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, GraftlabError
 from pipeline.objectives import Objective
 from pipeline.transfer.arms import Arm, ModelFactory
 from pipeline.transfer.freezing import resolve_depth
@@ -38,7 +38,7 @@ def instantiate(cfg: DictConfig | dict, key: str, node: object = None, **kwargs:
         return hydra_instantiate(node, _convert_="all", **kwargs)
     except InstantiationException as err:
         cause = err.__cause__
-        if isinstance(cause, ConfigError):
+        if isinstance(cause, GraftlabError):  # e.g. a loader's DataError naming its file
             raise cause from None
         if isinstance(cause, ValueError | TypeError):
             allowed = f"valid settings for {node['_target_']} ({cause})"

@@ -153,10 +153,14 @@ def check_memory(n: int, shape: Sequence[int], where: object, key: str) -> None:
     if need > 0.8 * available:
         raise DataError(
             where,
-            f"{n} images at {'x'.join(map(str, shape))} need ~{need / 2**30:.1f} GiB in memory "
-            f"to prepare, {available / 2**30:.1f} GiB are available; streaming from disk is not "
+            f"{n} images at {'x'.join(map(str, shape))} need ~{_size(need)} in memory to "
+            f"prepare, {_size(available)} are available; streaming from disk is not "
             f"supported yet: lower data.image_size or use fewer images ({key}.max_images)",
         )
+
+
+def _size(n: float) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
 
 
 def file_stats(root: Path, files: Sequence[str]) -> str:
