@@ -51,7 +51,8 @@ def prepared_domains(cfg: DictConfig) -> tuple[Domain, Domain]:
     if data.normalize == "model" and wanted["channels"] != channels:
         allowed = f"{wanted['channels']} (the channels of the model's pretrained input)"
         raise ConfigError("data.channels", channels, allowed)
-    source, target = (_images(build_domain(cfg, role), channels) for role in ROLES)
+    # the target first: it is usually the user's own data, so its problems show up first
+    target, source = (_images(build_domain(cfg, role), channels) for role in reversed(ROLES))
     if source.input_shape != target.input_shape:
         raise ConfigError(
             "data.source.image_size / data.target.image_size",

@@ -138,6 +138,7 @@ def test_second_prepare_reads_the_cache_and_a_changed_file_is_decoded_again(work
         f"data.target.root={workdir / 'imgs'}",
         "data.target.val_per_class=2",
         "data.target.workers=2",  # the worker-process path
+        "data.source.n_train=100",
     )
     decoded, real = [], folder_module.decode
     monkeypatch.setattr(folder_module, "decode", lambda *a, **k: decoded.append(1) or real(*a, **k))
@@ -155,7 +156,7 @@ def test_second_prepare_reads_the_cache_and_a_changed_file_is_decoded_again(work
     assert new.name != entry.name
     assert json.loads(Path("outputs/prepare/target/card.json").read_text()) != first
     # a dataset that reads nothing from disk leaves the cache empty
-    prepare.run(compose())
+    prepare.run(compose("data.source.n_train=100"))
     assert not list(Path("outputs/decoded").iterdir())
 
 
