@@ -45,7 +45,7 @@ def plot_tables(ev: Evaluation) -> dict[str, list[dict]]:
             for r in ev.label_efficiency or []
         ],
         "confusion.csv": [
-            {"actual": i, "predicted": j}
+            {"actual": ev.classes[i], "predicted": ev.classes[j]}  # the dataset's class names
             for i, row in enumerate(ev.confusion)
             for j, n in enumerate(row)
             for _ in range(n)
