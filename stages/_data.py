@@ -26,8 +26,9 @@ def model_input(cfg: DictConfig) -> dict:
 
     model = cfg.model
     if model.get("_target_") != TIMM:
-        allowed = f"an explicit value (model {model.get('_target_')} has no pretrained config)"
-        raise ConfigError("data", "model", allowed)
+        key = "data.image_size" if cfg.data.image_size == "model" else "data.normalize"
+        allowed = f"an explicit value ({model.get('_target_')} has no pretrained config)"
+        raise ConfigError(key, "model", allowed)
     args = (
         OmegaConf.to_container(model.create_args, resolve=True) if model.get("create_args") else {}
     )
@@ -71,4 +72,10 @@ def prepared_domains(cfg: DictConfig) -> tuple[Domain, Domain]:
 
 
 def _images(domain: Domain, channels: int) -> Domain:
-    return to_channels(domain, channels) if domain.modality == "image" else domain
+    if domain.modality != "image":
+        return domain
+    try:
+        return to_channels(domain, channels)
+    except ValueError as err:  # e.g. 4-channel arrays from an npz file
+        allowed = f"a count {domain.name} converts to ({err})"
+        raise ConfigError("data.channels", channels, allowed) from err

@@ -85,7 +85,8 @@ class _Items:
             image, label = self.dataset[i]
             image.load()
             return to_array(image, self.channels, self.size), int(label), None
-        except (OSError, ValueError, SyntaxError) as err:  # PIL: truncated, unidentified, mode
+        # PIL: truncated or unidentified files, unusable modes, decompression bombs
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
             return None, -1, str(err) or type(err).__name__
 
 
