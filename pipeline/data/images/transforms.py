@@ -89,3 +89,21 @@ class RandomShift:
         p = self.pixels
         dx, dy = torch.randint(-p, p + 1, (2,), generator=generator).tolist()
         return torch.roll(x, shifts=(dy, dx), dims=(-2, -1))
+
+
+def reprepare(
+    domain: Domain, channels: int, size: int, mean: list[float], std: list[float]
+) -> Domain:
+    """The same images as another network expects them: prepare's normalisation undone, resized
+    to ``size``, converted to ``channels`` and normalised with ``mean``/``std`` (for candidate
+    sources whose pretrained inputs differ from the configured backbone's)."""
+    norm = domain.recipe.get("normalize")
+    c = domain.input_shape[0]
+    m = np.asarray(norm["mean"] if norm else [0.0] * c, np.float32).reshape(1, -1, 1, 1)
+    s = np.asarray(norm["std"] if norm else [1.0] * c, np.float32).reshape(1, -1, 1, 1)
+    splits = {
+        k: Split(resize(np.clip(v.x * s + m, 0, 1), size), v.y) for k, v in domain.splits.items()
+    }
+    recipe = {k: v for k, v in domain.recipe.items() if k != "normalize"}
+    raw = Domain(domain.name, domain.classes, splits, recipe, domain.modality)
+    return normalize(to_channels(raw, channels), mean, std)
