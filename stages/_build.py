@@ -16,6 +16,7 @@ from pipeline.objectives import Objective
 from pipeline.transfer.arms import Arm, ModelFactory
 from pipeline.transfer.freezing import resolve_depth
 from pipeline.transfer.settings import FitSettings
+from pipeline.transfer.train import TargetTask
 
 _FACTORIES = ("optimizer", "scheduler", "augment")
 SHARED_KEYS = set(FitSettings.__dataclass_fields__) - {"seed", "section"}
@@ -138,6 +139,7 @@ def arm(cfg: DictConfig, name: str, groups: int, seed: int) -> Arm:
         merged["freeze_groups"], groups, f"{where}.freeze_groups"
     )
     where = "transfer" if "objectives" not in spec else f"transfer.arms.{name}"
+    recipe = dict(merged)
     make = objectives_factory(merged.pop("objectives"), f"{where}.objectives")
     merged |= _factories(merged, section)
     try:
@@ -146,18 +148,18 @@ def arm(cfg: DictConfig, name: str, groups: int, seed: int) -> Arm:
         field = err.key.rpartition(".")[2]
         where = f"transfer.arms.{name}" if field in spec else "transfer"
         raise ConfigError(f"{where}.{field}", err.value, err.allowed) from None
-    return Arm(name, init_groups, settings, make)
+    return Arm(name, init_groups, settings, make, recipe)
 
 
-def trial_arm(cfg: DictConfig, groups: int) -> Callable[[dict], Arm]:
-    """The primary arm for the config with a trial's ``{key: value}`` applied, trained for
-    ``tune.epochs``."""
+def trial_arm(cfg: DictConfig, groups: int) -> Callable[[dict, int], Arm]:
+    """The primary arm for the config with a trial's ``{key: value}`` applied, for a seed,
+    trained for ``tune.epochs``."""
 
-    def arm_for(values: dict) -> Arm:
+    def arm_for(values: dict, seed: int) -> Arm:
         trial_cfg = cfg.copy()
         for key, value in values.items():
             OmegaConf.update(trial_cfg, key, value)
-        built = arm(trial_cfg, cfg.transfer.primary, groups, int(cfg.seed))
+        built = arm(trial_cfg, cfg.transfer.primary, groups, seed)
         settings = dataclasses.replace(built.settings, epochs=int(cfg.tune.epochs))
         return dataclasses.replace(built, settings=settings)
 
@@ -178,6 +180,13 @@ def arm_names(cfg: DictConfig) -> list[str]:
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise ConfigError("transfer.seeds", seeds, "an integer >= 1")
     return names
+
+
+def target_task(cfg: DictConfig, target: Domain, source_data: Domain | None = None) -> TargetTask:
+    """The target under the configured label budget (``data.labels_per_class`` train and
+    ``data.val_per_class`` validation images per class, drawn per seed)."""
+    val = cfg.data.get("val_per_class")
+    return TargetTask(target, cfg.data.labels_per_class, val, source_data)
 
 
 def transfer_seeds(cfg: DictConfig) -> list[int]:

@@ -28,7 +28,7 @@ from pipeline.report.candidates import ranking_markdown
 from pipeline.tracking.lineage import stage_tags
 from pipeline.transfer.arms import ModelFactory
 from pipeline.transfer.source import SourceModel
-from pipeline.transfer.train import TargetTask, tensors, train_arm
+from pipeline.transfer.train import tensors, train_arm
 from stages import _build as build
 from stages._files import Layout, write_json
 from stages._shell import run_stage, stage_output, use_tracking
@@ -76,7 +76,7 @@ def score(cfg: DictConfig, i: int, target: Domain, source_data: Domain) -> Candi
     if wanted:
         args = (wanted["channels"], wanted["size"], wanted["mean"], wanted["std"])
         target, source_data = reprepare(target, *args), reprepare(source_data, *args)
-    task = TargetTask(target, int(cfg.data.labels_per_class))
+    task = build.target_task(cfg, target)  # the label budget: train and validation per seed
     seeds = build.transfer_seeds(cfg)
     budgets = {s: task.labelled(s) for s in seeds}  # the labelled budget: nothing else is read
     c = Candidate(str(spec.name), budget_scores(net, budgets))

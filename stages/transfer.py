@@ -11,6 +11,7 @@ Seeds are paired: seed s gives every arm the same labelled subset and the same r
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import mlflow
@@ -23,12 +24,12 @@ from pipeline.tracking.arm_runs import ArmRunner
 from pipeline.tracking.lineage import flatten, stage_tags
 from pipeline.transfer.prefix_cache import PrefixCache
 from pipeline.transfer.source import SourceModel
-from pipeline.transfer.train import TargetTask
 from stages import _build as build
 from stages._files import INDEX, Layout, write_csv, write_json
 from stages._shell import run_stage, stage_output, use_tracking
 
 STAGE = "transfer"
+log = logging.getLogger(STAGE)
 
 
 def run(cfg: DictConfig) -> dict:
@@ -41,8 +42,8 @@ def run(cfg: DictConfig) -> dict:
     groups = build.num_groups(factory)
     labels, seeds = cfg.data.labels_per_class, build.transfer_seeds(cfg)
     arms = [build.arm(cfg, n, groups, s) for s in seeds for n in names]
-    task = TargetTask(target, labels)
-    task.labelled_index(seeds[0])  # checks the label budget before any training
+    task = build.target_task(cfg, target)
+    task.labelled_index(seeds[0]), task.validation_index(seeds[0])  # check the budget first
     uri, experiment_id = use_tracking(cfg)
     tags = {
         **stage_tags(STAGE, "."),
@@ -69,9 +70,17 @@ def run(cfg: DictConfig) -> dict:
         mlflow.log_params(flatten({"transfer": transfer, "labels_per_class": labels}))
         mlflow.log_text(OmegaConf.to_yaml(cfg), "config.yaml")
         mlflow.log_input(model=LoggedModelInput(source.ids["model_id"]))
+        trained: dict[str, tuple[dict, list]] = {}  # fingerprint -> the run that trained it
         for arm in arms:
+            key = arm.fingerprint(groups)
+            if key in trained:  # e.g. freeze_k at k=0 is finetune: train once, report both
+                row, rows_h = trained[key]
+                log.warning("%s trains the same model as %s: trained once", arm.name, row["arm"])
+                rows.append({**row, "arm": arm.name, "same_as": row["arm"]})
+                history += [{**h, "arm": arm.name} for h in rows_h]
+                continue
             path = Path("models", arm.name, f"seed{arm.settings.seed}.safetensors")
-            row, rows_h = runner(arm, out, path)
+            trained[key] = row, rows_h = runner(arm, out, path)
             rows.append(row)
             history += rows_h
         metrics = {
@@ -86,6 +95,7 @@ def run(cfg: DictConfig) -> dict:
             "primary": cfg.transfer.primary,
             "baseline": cfg.transfer.baseline,
             "labels_per_class": labels,
+            "val_per_class": task.val_per_class,
             "num_groups": groups,
             "source": source.ids,
             "tune_run_id": best.get("tune_run_id"),

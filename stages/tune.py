@@ -28,7 +28,7 @@ from pipeline.tracking.logger import run_logger
 from pipeline.tracking.store import repo_root
 from pipeline.transfer.prefix_cache import PrefixCache
 from pipeline.transfer.source import SourceModel
-from pipeline.transfer.train import TargetTask, train_arm
+from pipeline.transfer.train import train_arm
 from pipeline.tuning.objective import trial_objective
 from pipeline.tuning.report import best_trial_summary, write_study
 from pipeline.tuning.space import Param, parse_space
@@ -47,7 +47,7 @@ NOT_HASHED |= {"grace_period", "study_name", "enabled"}
 
 def validate(cfg: DictConfig, groups: int) -> list[Param]:
     """Check the tune section before any trial starts; return the search space."""
-    for key in ("n_trials", "epochs"):
+    for key in ("n_trials", "epochs", "subsets"):
         value = cfg.tune[key]
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f"tune.{key}", value, "an integer >= 1")
@@ -71,6 +71,7 @@ def make_study(cfg: DictConfig, params: list[Param], weights_id: str, target_sha
         "source": weights_id,
         "target": target_sha,
         "labels": cfg.data.labels_per_class,
+        "val": cfg.data.get("val_per_class"),
         "seed": cfg.seed,
         "tune": {k: v for k, v in tune.items() if k not in NOT_HASHED},
         "transfer": {k: v for k, v in transfer.items() if k not in skip},
@@ -107,7 +108,7 @@ def run(cfg: DictConfig) -> dict:
     }
     train = partial(
         train_arm,
-        task=TargetTask(target, int(cfg.data.labels_per_class)),
+        task=build.target_task(cfg, target),
         factory=factory,
         source=source,
         trainer_kwargs=build.trainer_kwargs(cfg, progress_bar=False),
@@ -119,7 +120,9 @@ def run(cfg: DictConfig) -> dict:
     t = cfg.tune
     with parent_run(study, experiment_id, f"{STAGE}:{study.study_name}", tags) as parent:
         mlflow.log_params(flatten({"tune": OmegaConf.to_container(t, resolve=True)}))
-        objective = trial_objective(params, build.trial_arm(cfg, groups), train, logger_for, tags)
+        seeds = [int(cfg.seed) + i for i in range(t.subsets)]
+        arm_for = build.trial_arm(cfg, groups)
+        objective = trial_objective(params, arm_for, seeds, train, logger_for, tags)
         run_trials(study, objective, t.n_trials, max_failures=t.max_failures, timeout=t.timeout)
         try:
             best = best_trial_summary(study)

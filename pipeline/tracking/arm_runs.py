@@ -40,9 +40,6 @@ class ArmRunner:
     tune_run_id: str | None = None
     fit_kwargs: dict = field(default_factory=dict)
 
-    def __post_init__(self) -> None:
-        self._val = self.task.target.card()["splits"]["val"]
-
     def __call__(self, arm: Arm, out: Path, path: Path) -> tuple[dict, list[dict]]:
         """Train ``arm``, save its weights at ``out/path``; return its index and history rows."""
         import mlflow
@@ -54,7 +51,7 @@ class ArmRunner:
                 dataset=target.name,
                 labels_per_class=self.task.labels_per_class,
                 labelled=self.task.labelled(seed),
-                val=self._val,
+                validation=self.task.validation(seed),
                 data_path=self.data_path,
                 source_ids=self.source.ids,
                 tune_run_id=self.tune_run_id,

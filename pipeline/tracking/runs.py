@@ -16,7 +16,7 @@ def log_arm_run(
     dataset: str,
     labels_per_class: int,
     labelled: Split,
-    val: dict,
+    validation: Split,
     data_path: Path,
     source_ids: dict,
     tune_run_id: str | None = None,
@@ -28,7 +28,7 @@ def log_arm_run(
         dataset: Target dataset name.
         labels_per_class: The label budget.
         labelled: The labelled training subset the seed drew.
-        val: The validation split's data-card entry (``sha256``, ``size``).
+        validation: The labelled validation subset the seed drew.
         data_path: The prepared target arrays.
         source_ids: The source model's MLflow ids (``run_id``, ``model_id``).
         tune_run_id: The study run the settings came from, if any.
@@ -51,7 +51,8 @@ def log_arm_run(
     mlflow.log_params(flatten({**params, **arm.settings.as_dict()}))
     split = f"train[{labels_per_class}/class, seed {seed}]"
     log_split(dataset, split, labelled.sha256(), data_path, "training", len(labelled))
-    log_split(dataset, "val", val["sha256"], data_path, "validation", val["size"])
+    val = f"val[{len(validation)} images, seed {seed}]"
+    log_split(dataset, val, validation.sha256(), data_path, "validation", len(validation))
 
 
 def log_curves(freeze_depth: list | None, label_efficiency: list | None) -> None:
@@ -64,8 +65,9 @@ def log_curves(freeze_depth: list | None, label_efficiency: list | None) -> None
     for r in freeze_depth or []:
         mlflow.log_metrics(
             {
-                "curve.freeze_depth.frozen": mean(r.frozen),
-                "curve.freeze_depth.finetuned": mean(r.finetuned),
+                "curve.freeze_depth.freeze": mean(r.freeze),
+                "curve.freeze_depth.anb": mean(r.anb),
+                "curve.freeze_depth.anb_plus": mean(r.anb_plus),
             },
             step=r.k,
         )

@@ -1,8 +1,8 @@
 """The curves behind the report: freeze depth (Yosinski et al.) and label efficiency.
 
-Both train extra models seeded like the transfer stage's arms; how a point is trained and scored
-is the caller's ``accuracy(arm, labels_per_class) -> float`` (test accuracy in the evaluate
-stage), so the protocols here are plain loops over typed points.
+Both train extra models seeded like the transfer stage's arms, with per-seed values kept so every
+point carries an interval over the same paired seeds. How a point is trained and scored is the
+caller's ``accuracy(arm, labels_per_class) -> float`` (test accuracy in the evaluate stage).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pipeline.metrics.intervals import Interval
 from pipeline.transfer.arms import Arm
 
 ArmForSeed = Callable[[int], Arm]
@@ -21,17 +22,21 @@ Accuracy = Callable[[Arm, int], float]
 
 @dataclass(frozen=True)
 class DepthPoint:
-    """One k of the freeze-depth curve: per-seed accuracies of AnB (frozen) and AnB+ (fine-tuned).
+    """One k of the freeze-depth curve, per-seed accuracies of three ways to use k groups.
 
     Attributes:
-        k: Layer groups copied from the source.
-        frozen: Per-seed accuracy with the k copied groups frozen (AnB).
-        finetuned: Per-seed accuracy with everything fine-tuned (AnB+).
+        k: Layer groups.
+        anb: Copy the first k source groups, keep them frozen, train the rest from a random init
+            (Yosinski et al.'s AnB).
+        anb_plus: Copy the first k groups and fine-tune everything (AnB+).
+        freeze: Copy every source group and freeze the first k (what ``transfer.freeze_groups``
+            chooses: k = 0 is fine-tuning, k = G a linear probe).
     """
 
     k: int
-    frozen: tuple[float, ...]
-    finetuned: tuple[float, ...]
+    anb: tuple[float, ...]
+    anb_plus: tuple[float, ...]
+    freeze: tuple[float, ...]
 
 
 @dataclass(frozen=True)
@@ -52,17 +57,22 @@ def variant(arm: Arm, init_groups: int, freeze_groups: int) -> Arm:
 def freeze_depth_curve(
     base: ArmForSeed, groups: int, labels: int, seeds: Sequence[int], accuracy: Accuracy
 ) -> list[DepthPoint]:
-    """Yosinski et al.'s AnB (copy k, frozen) and AnB+ (copy k, fine-tune all), k = 0..G.
+    """AnB, AnB+ and copy-all-freeze-k accuracy for k = 0..G, every point with ``base``'s
+    optimiser settings (the tuned ones), so only how the source is used changes along the curve.
 
     Yosinski, Clune, Bengio & Lipson, "How transferable are features in deep neural networks?",
-    NeurIPS 2014. Every point trains with ``base``'s optimiser settings, so only the copied/frozen
-    depth changes along the curve; at k = 0 both are ``base`` from scratch.
+    NeurIPS 2014. At k = 0, AnB and AnB+ are ``base`` from a random init.
     """
+
+    def series(init: Callable[[int], int], freeze: Callable[[int], int], k: int) -> tuple:
+        return tuple(accuracy(variant(base(s), init(k), freeze(k)), labels) for s in seeds)
+
     rows = []
     for k in range(groups + 1):
-        frozen = tuple(accuracy(variant(base(s), k, k), labels) for s in seeds)
-        tuned = frozen if k == 0 else tuple(accuracy(variant(base(s), k, 0), labels) for s in seeds)
-        rows.append(DepthPoint(k, frozen, tuned))
+        anb = series(lambda k: k, lambda k: k, k)
+        anb_plus = anb if k == 0 else series(lambda k: k, lambda k: 0, k)
+        freeze = series(lambda k: groups, lambda k: k, k)
+        rows.append(DepthPoint(k, anb, anb_plus, freeze))
     return rows
 
 
@@ -90,3 +100,13 @@ def label_curve(
 def mean(values: Sequence[float]) -> float:
     """Mean of a point's per-seed values."""
     return float(np.mean(values))
+
+
+def band(values: Sequence[float], confidence: float) -> Interval:
+    """A point's mean and interval over seeds."""
+    return Interval.of(values, confidence)
+
+
+def best_k(rows: Sequence[DepthPoint], series: str = "freeze") -> int:
+    """The k with the highest mean accuracy on ``series`` (the smallest such k on ties)."""
+    return max(rows, key=lambda r: (mean(getattr(r, series)), -r.k)).k

@@ -28,27 +28,54 @@ def tensors(split: Split) -> Tensors:
 class TargetTask:
     """What the arms train on: the target domain under a label budget, plus optional source data.
 
+    The budget counts every labelled target image a run sees: seed s draws ``labels_per_class``
+    training images per class from the train split and ``val_per_class`` validation images per
+    class (for early stopping and tuning) from the val split, both seeded by s, so paired arms see
+    the same images.
+
     Attributes:
         target: The target domain (train, val, test splits).
-        labels_per_class: Labelled target training images per class each seed draws.
+        labels_per_class: Labelled training images per class each seed draws.
+        val_per_class: Labelled validation images per class each seed draws; None uses the whole
+            val split (an unrealistically large validation set for a few-label problem).
         source_data: The labelled source domain, for objectives that read the ``source`` stream.
     """
 
     target: Domain
     labels_per_class: int
+    val_per_class: int | None = None
     source_data: Domain | None = None
     _subsets: dict = field(default_factory=dict, compare=False, repr=False)
 
+    def _index(self, split: str, per_class: int | None, seed: int, key: str) -> np.ndarray:
+        if (split, seed) not in self._subsets:
+            y = self.target.splits[split].y
+            index = (
+                np.arange(len(y)) if per_class is None else label_budget(y, per_class, seed, key)
+            )
+            self._subsets[split, seed] = index
+        return self._subsets[split, seed]
+
     def labelled_index(self, seed: int) -> np.ndarray:
         """Rows of the target train split in seed ``seed``'s labelled subset (computed once)."""
-        if seed not in self._subsets:
-            y = self.target.splits["train"].y
-            self._subsets[seed] = label_budget(y, self.labels_per_class, seed)
-        return self._subsets[seed]
+        return self._index("train", self.labels_per_class, seed, "data.labels_per_class")
 
     def labelled(self, seed: int) -> Split:
         """Seed ``seed``'s labelled target training subset."""
         return self.target.splits["train"].subset(self.labelled_index(seed))
+
+    def validation_index(self, seed: int) -> np.ndarray:
+        """Rows of the target val split in seed ``seed``'s validation subset (computed once)."""
+        return self._index("val", self.val_per_class, seed, "data.val_per_class")
+
+    def validation(self, seed: int) -> Split:
+        """Seed ``seed``'s labelled validation subset."""
+        return self.target.splits["val"].subset(self.validation_index(seed))
+
+    def budget(self, seed: int) -> Split:
+        """Every labelled target image seed ``seed`` may use (training and validation)."""
+        train, val = self.labelled(seed), self.validation(seed)
+        return Split(np.concatenate([train.x, val.x]), np.concatenate([train.y, val.y]))
 
     def streams(self, seed: int) -> dict[str, Tensors]:
         """Every training stream this task can offer an objective."""
@@ -61,8 +88,18 @@ class TargetTask:
         return out
 
     def with_labels(self, labels_per_class: int) -> TargetTask:
-        """The same task under another label budget."""
-        return TargetTask(self.target, labels_per_class, self.source_data)
+        """The same task under another training budget (the same validation budget)."""
+        return TargetTask(self.target, labels_per_class, self.val_per_class, self.source_data)
+
+    def with_validation(self, val_per_class: int | None) -> TargetTask:
+        """The same task under another validation budget (None: the whole val split)."""
+        return TargetTask(self.target, self.labels_per_class, val_per_class, self.source_data)
+
+    @property
+    def headline(self) -> str:
+        """The budget in words, e.g. ``1 train + 3 val labels per class``."""
+        val = "all val" if self.val_per_class is None else f"{self.val_per_class} val"
+        return f"{self.labels_per_class} train + {val} labels per class"
 
 
 def train_arm(
@@ -99,11 +136,14 @@ def train_arm(
         init_groups=arm.init_groups,
         source_path=source.path,
     )
-    key = f"{source.weights_id}|init{arm.init_groups}|seed{seed}|n{task.labels_per_class}"
+    key = (
+        f"{source.weights_id}|init{arm.init_groups}|seed{seed}|n{task.labels_per_class}"
+        f"|v{task.val_per_class}"
+    )
     return fit(
         model,
         task.streams(seed),
-        tensors(task.target.splits["val"]),
+        tensors(task.validation(seed)),
         arm.settings,
         objectives=arm.objectives(),
         trainer_kwargs=trainer_kwargs,
@@ -119,8 +159,12 @@ class TrainedAccuracy:
     """``(arm, labels_per_class) -> accuracy`` on a target split of a freshly trained arm (what
     the curves plot), sharing one frozen-prefix cache across every point.
 
+    Results are memoised by what determines the trained model (:meth:`Arm.fingerprint`), so a
+    curve point that is the same model as an arm already trained (say AnB+ at k = G and
+    ``finetune``) is trained once; :meth:`remember` records those.
+
     Args:
-        task: Target data (its label budget is replaced by each call's).
+        task: Target data (its training budget is replaced by each call's).
         factory: ``num_classes -> GroupedNet``.
         source: The source model.
         split: The target split scored.
@@ -138,11 +182,22 @@ class TrainedAccuracy:
         self.task, self.factory, self.source = task, factory, source
         self.x, self.y = tensors(task.target.splits[split])
         self.trainer_kwargs, self.cache = trainer_kwargs, PrefixCache()
+        self.groups = factory(2).num_groups
         self._tasks: dict[int, TargetTask] = {}
+        self._memo: dict[tuple[str, int], float] = {}
+        self.trained = 0
+
+    def remember(self, arm: Arm, labels_per_class: int, accuracy: float) -> None:
+        """Record ``arm``'s accuracy at a budget (e.g. scored by the evaluate stage)."""
+        self._memo[arm.fingerprint(self.groups), labels_per_class] = accuracy
 
     def __call__(self, arm: Arm, labels_per_class: int) -> float:
+        from pipeline.metrics.classification import accuracy
         from pipeline.models.predict import predict_logits
 
+        key = (arm.fingerprint(self.groups), labels_per_class)
+        if key in self._memo:
+            return self._memo[key]
         if labels_per_class not in self._tasks:
             self._tasks[labels_per_class] = self.task.with_labels(labels_per_class)
         task = self._tasks[labels_per_class]
@@ -155,4 +210,6 @@ class TrainedAccuracy:
             cache=self.cache,
         )
         logits = predict_logits(result.model, self.x)
-        return float((logits.argmax(1) == self.y).float().mean())
+        self.trained += 1
+        self._memo[key] = accuracy(logits, self.y, self.task.target.num_classes)
+        return self._memo[key]

@@ -6,7 +6,6 @@ import warnings
 from pathlib import Path
 
 import optuna
-from optuna.trial import TrialState
 
 from pipeline.tuning.space import Param
 from pipeline.tuning.study import counts
@@ -24,9 +23,9 @@ def best_trial_summary(study: optuna.Study) -> dict:
 
 
 def study_metrics(study: optuna.Study, best: dict) -> dict:
-    """Counts by state, the best value and the mean duration of complete trials."""
+    """Counts by state and the best trial (trial durations are in trials.csv and MLflow: wall
+    time would make the metrics differ between runs of the same commit)."""
     c = counts(study)
-    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     return {
         "best_value": best.get("best_value"),
         "n_complete": c["COMPLETE"],
@@ -34,9 +33,6 @@ def study_metrics(study: optuna.Study, best: dict) -> dict:
         "n_fail": c["FAIL"],
         "n_running": c["RUNNING"],
         "best_trial": best.get("best_trial"),
-        "mean_trial_seconds": (sum(t.duration.total_seconds() for t in done) / len(done))
-        if done
-        else None,
     }
 
 
