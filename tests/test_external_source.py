@@ -36,7 +36,7 @@ def _overrides(root: Path, digest: str) -> list[str]:
     return [
         "data/target=imagefolder",
         f"data.target.root={root / 'shapes'}",
-        "data.target.val_per_class=2",
+        "data.target.val_per_class=3",  # the pool each seed draws data.val_per_class=3 from
         "pretrain=external",
         "model=timm",
         f"model.arch={ARCH}",
