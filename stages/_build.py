@@ -153,14 +153,15 @@ def arm(cfg: DictConfig, name: str, groups: int, seed: int) -> Arm:
 
 def trial_arm(cfg: DictConfig, groups: int) -> Callable[[dict, int], Arm]:
     """The primary arm for the config with a trial's ``{key: value}`` applied, for a seed,
-    trained for ``tune.epochs``."""
+    trained for ``tune.epochs`` (or the trial's ``transfer.epochs`` when the space searches it)."""
 
     def arm_for(values: dict, seed: int) -> Arm:
         trial_cfg = cfg.copy()
         for key, value in values.items():
             OmegaConf.update(trial_cfg, key, value)
         built = arm(trial_cfg, cfg.transfer.primary, groups, seed)
-        settings = dataclasses.replace(built.settings, epochs=int(cfg.tune.epochs))
+        epochs = int(values.get("transfer.epochs", cfg.tune.epochs))
+        settings = dataclasses.replace(built.settings, epochs=epochs)
         return dataclasses.replace(built, settings=settings)
 
     return arm_for

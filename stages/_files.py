@@ -18,6 +18,7 @@ from pipeline.errors import GraftlabError
 
 # Files other stages read, relative to their stage's folder.
 SOURCE_MODEL, BEST, INDEX, HISTORY = "model", "best.yaml", "models/index.json", "history.csv"
+PREDICTIONS = "models/predictions.safetensors"  # transductive: per-epoch test-input predictions
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,8 @@ from pipeline.tracking.runs import log_curves, log_scored
 from pipeline.transfer.source import SourceModel
 from pipeline.transfer.train import TrainedAccuracy, tensors
 from stages import _build as build
+from stages import _setting as setting
+from stages import _transductive as transductive
 from stages._files import Layout, read_csv, read_json, write_csv, write_json
 from stages._shell import run_stage, stage_output, use_tracking
 
@@ -40,6 +42,8 @@ def seeds_for(cfg: DictConfig, key: str) -> list[int]:
 
 
 def run(cfg: DictConfig) -> dict:
+    if setting.transductive(cfg):  # domain adaptation: its own report (stages/_transductive.py)
+        return transductive.evaluate(cfg)
     paths = Layout.of(cfg)
     target, source_data = load_domain(paths.domain("target")), load_domain(paths.domain("source"))
     source = SourceModel.load(paths.source_model)

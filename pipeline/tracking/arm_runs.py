@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.tracking.logger import run_logger
 from pipeline.tracking.models import publish_model
-from pipeline.tracking.runs import log_arm_run
+from pipeline.tracking.runs import log_arm_run, log_unlabelled_inputs
 from pipeline.transfer.arms import Arm, ModelFactory
 from pipeline.transfer.fit import FitResult
 from pipeline.transfer.source import SourceModel
@@ -27,6 +28,7 @@ class ArmRunner:
         tags: Tags of every arm run.
         data_path: The prepared target arrays (for the runs' dataset inputs).
         tune_run_id: The study the settings came from, if any.
+        source_path: The prepared source arrays, when the runs read source data (transductive).
         fit_kwargs: Extra :func:`pipeline.transfer.train.train_arm` arguments (trainer, cache).
     """
 
@@ -39,27 +41,38 @@ class ArmRunner:
     data_path: Path
     tune_run_id: str | None = None
     fit_kwargs: dict = field(default_factory=dict)
+    source_path: Path | None = None
 
-    def __call__(self, arm: Arm, out: Path, path: Path) -> tuple[dict, list[dict]]:
-        """Train ``arm``, save its weights at ``out/path``; return its index and history rows."""
+    def __post_init__(self) -> None:
+        self._card = self.task.target.card()
+
+    def __call__(
+        self, arm: Arm, out: Path, path: Path, callbacks: Sequence = ()
+    ) -> tuple[dict, list[dict]]:
+        """Train ``arm`` (with extra Lightning ``callbacks``), save its weights at ``out/path``;
+        return its index and history rows."""
         import mlflow
 
         name, seed, target = arm.name, arm.settings.seed, self.task.target
         with mlflow.start_run(run_name=f"{name}-seed{seed}", nested=True, tags=self.tags) as run:
+            labelled = "target" in self.task.available()
             log_arm_run(
                 arm,
                 dataset=target.name,
                 labels_per_class=self.task.labels_per_class,
-                labelled=self.task.labelled(seed),
-                validation=self.task.validation(seed),
+                labelled=self.task.labelled(seed) if labelled else None,
+                validation=self.task.validation(seed) if labelled else None,
                 data_path=self.data_path,
                 source_ids=self.source.ids,
                 tune_run_id=self.tune_run_id,
             )
+            if self.task.source_data is not None and self.source_path is not None:
+                source = self.task.source_data.card()
+                log_unlabelled_inputs(self._card, self.data_path, source, self.source_path)
             logger = run_logger(self.tracking_uri, self.experiment, run.info.run_id, buffered=True)
-            result = train_arm(
-                arm, self.task, self.factory, self.source, logger=logger, **self.fit_kwargs
-            )
+            kwargs = dict(self.fit_kwargs)
+            kwargs["callbacks"] = (*kwargs.get("callbacks", ()), *callbacks)
+            result = train_arm(arm, self.task, self.factory, self.source, logger=logger, **kwargs)
             model_id = self._publish(arm, result, out / path)
         row = {
             "arm": name,
@@ -74,6 +87,10 @@ class ArmRunner:
             "init_groups": arm.init_groups,
             "freeze_groups": arm.settings.freeze_groups,
         }
+        monitor = arm.settings.monitor
+        if monitor != "val/acc":  # stopped by a validator, or at the last epoch
+            best = result.history[result.best_epoch]
+            row |= {"monitor": monitor or "last", "best_score": best.get(monitor or "", None)}
         history = [
             {
                 "arm": name,
@@ -81,6 +98,12 @@ class ArmRunner:
                 "epoch": h["epoch"],
                 "val_acc": h["val/acc"],
                 "seconds": h["seconds"],
+                # unsupervised validators' scores (transductive runs)
+                **{
+                    "val_" + k[4:]: v
+                    for k, v in h.items()
+                    if k.startswith("val/") and k not in ("val/acc", "val/loss")
+                },
             }
             for h in result.history
         ]

@@ -13,9 +13,16 @@ from pathlib import Path
 
 
 def log_split(
-    dataset: str, split: str, sha256: str, path: Path, context: str, size: int | None = None
+    dataset: str,
+    split: str,
+    sha256: str,
+    path: Path,
+    context: str,
+    size: int | None = None,
+    tags: dict[str, str] | None = None,
 ) -> None:
-    """Record split ``split`` of ``dataset`` (stored at ``path``) as an input of the active run."""
+    """Record split ``split`` of ``dataset`` (stored at ``path``) as an input of the active run,
+    with extra input ``tags`` (e.g. ``labelled: false``)."""
     import mlflow
     from mlflow.data.dataset_source_registry import resolve_dataset_source
     from mlflow.data.meta_dataset import MetaDataset
@@ -24,7 +31,7 @@ def log_split(
         warnings.simplefilter("ignore")
         source = resolve_dataset_source(str(path.resolve()))
     ds = MetaDataset(source, name=f"{dataset}/{split}", digest=sha256[:32])
-    tags = {"sha256": sha256, "split": split}
+    tags = {"sha256": sha256, "split": split, **(tags or {})}
     if size is not None:
         tags["rows"] = str(size)
     mlflow.log_input(ds, context=context, tags=tags)

@@ -15,8 +15,8 @@ def log_arm_run(
     *,
     dataset: str,
     labels_per_class: int,
-    labelled: Split,
-    validation: Split,
+    labelled: Split | None,
+    validation: Split | None,
     data_path: Path,
     source_ids: dict,
     tune_run_id: str | None = None,
@@ -27,8 +27,9 @@ def log_arm_run(
         arm: The arm (its settings carry the seed).
         dataset: Target dataset name.
         labels_per_class: The label budget.
-        labelled: The labelled training subset the seed drew.
-        validation: The labelled validation subset the seed drew.
+        labelled: The labelled training subset the seed drew (None: no target labels).
+        validation: The labelled validation subset the seed drew (None when
+            :func:`log_unlabelled_inputs` logs what the run validates on).
         data_path: The prepared target arrays.
         source_ids: The source model's MLflow ids (``run_id``, ``model_id``).
         tune_run_id: The study run the settings came from, if any.
@@ -49,10 +50,34 @@ def log_arm_run(
     mlflow.set_tags(tags)
     params = {"arm": arm.name, "init_groups": arm.init_groups, "labels_per_class": labels_per_class}
     mlflow.log_params(flatten({**params, **arm.settings.as_dict()}))
-    split = f"train[{labels_per_class}/class, seed {seed}]"
-    log_split(dataset, split, labelled.sha256(), data_path, "training", len(labelled))
-    val = f"val[{len(validation)} images, seed {seed}]"
-    log_split(dataset, val, validation.sha256(), data_path, "validation", len(validation))
+    if labelled is not None:
+        split = f"train[{labels_per_class}/class, seed {seed}]"
+        log_split(dataset, split, labelled.sha256(), data_path, "training", len(labelled))
+    if validation is not None:
+        val = f"val[{len(validation)} images, seed {seed}]"
+        log_split(dataset, val, validation.sha256(), data_path, "validation", len(validation))
+
+
+def log_unlabelled_inputs(target: dict, target_path: Path, source: dict, source_path: Path) -> None:
+    """Dataset inputs of a transductive run: the target's train and val inputs marked unlabelled
+    (input tag ``labelled: false``; their digests cover the inputs only), the labelled source
+    train and val splits.
+
+    Args:
+        target: Data card of the target as the run saw it (labels removed).
+        target_path: The prepared target arrays.
+        source: Data card of the source.
+        source_path: The prepared source arrays.
+    """
+    unlabelled = {"labelled": "false"}
+    for split, context in (("train", "training"), ("val", "validation")):
+        info = target["splits"][split]
+        name = f"{split}[unlabelled]"
+        log_split(
+            target["name"], name, info["sha256"], target_path, context, info["size"], unlabelled
+        )
+        info = source["splits"][split]
+        log_split(source["name"], split, info["sha256"], source_path, context, info["size"])
 
 
 def log_curves(freeze_depth: list | None, label_efficiency: list | None) -> None:

@@ -51,6 +51,21 @@ def write_study(study: optuna.Study, params: list[Param], best: dict, folder: Pa
     return metrics
 
 
+def write_disabled(folder: Path) -> dict:
+    """What tuning switched off leaves: an empty ``best.yaml`` (no overrides), no trials, no
+    plots; return the metrics."""
+    import json
+
+    import yaml
+
+    (folder / "best.yaml").write_text(yaml.safe_dump({"enabled": False, "overrides": {}}))
+    (folder / "trials.csv").write_text("")
+    (folder / "plots").mkdir()
+    metrics = {"enabled": False}
+    (folder / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    return metrics
+
+
 def write_trials(study: optuna.Study, path: Path) -> None:
     """Every trial with its state, params, duration and user attributes, as CSV."""
     df = study.trials_dataframe(
