@@ -11,7 +11,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline.data.domain import Domain
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, GraftlabError
 from pipeline.objectives import Objective
 from pipeline.progress import interactive
 from pipeline.transfer.arms import Arm, ModelFactory
@@ -40,7 +40,7 @@ def instantiate(cfg: DictConfig | dict, key: str, node: object = None, **kwargs:
         return hydra_instantiate(node, _convert_="all", **kwargs)
     except InstantiationException as err:
         cause = err.__cause__
-        if isinstance(cause, ConfigError):
+        if isinstance(cause, GraftlabError):  # e.g. a loader's DataError naming its file
             raise cause from None
         if isinstance(cause, ValueError | TypeError):
             allowed = f"valid settings for {node['_target_']} ({cause})"
@@ -54,9 +54,15 @@ def build_domain(cfg: DictConfig, which: str) -> Domain:
     return instantiate(cfg, f"data.{which}", seed=cfg.seed)
 
 
-def model_factory(cfg: DictConfig) -> ModelFactory:
-    """``num_classes -> GroupedNet`` for the configured backbone."""
-    factory = partial(instantiate, cfg, "model")
+def model_factory(cfg: DictConfig, pretrained: bool = False) -> ModelFactory:
+    """``num_classes -> GroupedNet`` for the configured backbone.
+
+    ``model.weights`` (a pretrained file) only initialise the source model (``pretrained``):
+    every target arm starts from the source model's groups or, like ``scratch``, from a seeded
+    random init, never from the file (whose folder's config still sets the architecture).
+    """
+    skip = {} if pretrained or "weights" not in cfg.model else {"load_weights": False}
+    factory = partial(instantiate, cfg, "model", **skip)
     return lambda num_classes: factory(num_classes=num_classes)
 
 

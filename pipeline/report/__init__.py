@@ -64,7 +64,7 @@ def plot_tables(ev: Evaluation) -> dict[str, list[dict]]:
         "freeze_depth.csv": depth,
         "label_efficiency.csv": labels,
         "confusion.csv": [
-            {"actual": i, "predicted": j}
+            {"actual": ev.classes[i], "predicted": ev.classes[j]}  # the dataset's class names
             for i, row in enumerate(ev.confusion)
             for j, n in enumerate(row)
             for _ in range(n)

@@ -2,7 +2,9 @@
 
 ``mlflow.pytorch.log_model`` defaults to the ``pt2`` export format, which cannot be fine-tuned, and
 its pickle format runs code on load. A LoggedModel whose artifacts are a safetensors file plus a
-JSON model spec can be fine-tuned and is safe to load.
+JSON model spec can be fine-tuned and is safe to load. Each is also a pyfunc model (models-from-
+code, :mod:`pipeline.serving`): ``mlflow.pyfunc.load_model("models:/<model_id>")`` and ``mlflow
+models serve`` take image files and return class names and probabilities.
 
 A model is recorded as an *output* of the run that trained it (MLflow 3's ``LoggedModelOutput``),
 so the UI shows it under that run's logged models and the model's page links back to the run.
@@ -13,13 +15,13 @@ that run, which made trained models look like the inputs of the runs that produc
 
 from __future__ import annotations
 
-import json
 import tempfile
 from pathlib import Path
 
 from torch import nn
 
 from pipeline.models.weights import save_weights
+from pipeline.serving.package import save_pyfunc
 
 WEIGHTS, SPEC = "weights.safetensors", "model.json"
 
@@ -60,8 +62,8 @@ def log_weights_model(
     try:
         with tempfile.TemporaryDirectory() as tmp:
             save_weights(model, Path(tmp) / WEIGHTS, metadata=spec)
-            (Path(tmp) / SPEC).write_text(json.dumps(spec, indent=2))
-            MlflowClient().log_model_artifacts(logged.model_id, tmp)
+            save_pyfunc(Path(tmp) / "pyfunc", Path(tmp) / WEIGHTS, spec)
+            MlflowClient().log_model_artifacts(logged.model_id, str(Path(tmp) / "pyfunc"))
     except BaseException:
         mlflow.finalize_logged_model(logged.model_id, "FAILED")
         raise
