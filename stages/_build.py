@@ -14,6 +14,7 @@ from pipeline.data.checks import check_domain
 from pipeline.data.domain import Domain
 from pipeline.errors import ConfigError, DataError, GraftlabError
 from pipeline.objectives import Objective
+from pipeline.progress import interactive
 from pipeline.transfer.arms import Arm, ModelFactory
 from pipeline.transfer.freezing import resolve_depth
 from pipeline.transfer.settings import FitSettings, describe
@@ -40,7 +41,7 @@ def instantiate(cfg: DictConfig | dict, key: str, node: object = None, **kwargs:
         return hydra_instantiate(node, _convert_="all", **kwargs)
     except InstantiationException as err:
         cause = err.__cause__
-        if isinstance(cause, GraftlabError):  # the callable named the problem itself
+        if isinstance(cause, GraftlabError):  # e.g. a loader's DataError naming its file
             raise cause from None
         if str(err).startswith("Error locating target"):
             allowed = f"an importable callable ({cause or err})"
@@ -63,9 +64,15 @@ def build_domain(cfg: DictConfig, which: str) -> Domain:
     return domain
 
 
-def model_factory(cfg: DictConfig) -> ModelFactory:
-    """``num_classes -> GroupedNet`` for the configured backbone."""
-    factory = partial(instantiate, cfg, "model")
+def model_factory(cfg: DictConfig, pretrained: bool = False) -> ModelFactory:
+    """``num_classes -> GroupedNet`` for the configured backbone.
+
+    ``model.weights`` (a pretrained file) only initialise the source model (``pretrained``):
+    every target arm starts from the source model's groups or, like ``scratch``, from a seeded
+    random init, never from the file (whose folder's config still sets the architecture).
+    """
+    skip = {} if pretrained or "weights" not in cfg.model else {"load_weights": False}
+    factory = partial(instantiate, cfg, "model", **skip)
     return lambda num_classes: factory(num_classes=num_classes)
 
 
@@ -93,6 +100,8 @@ def trainer_kwargs(cfg: DictConfig, progress_bar: bool | None = None) -> dict:
     kw.pop("threads", None)
     if progress_bar is not None:
         kw["enable_progress_bar"] = progress_bar
+    elif kw.get("enable_progress_bar") is None:  # null: bars only on a terminal, not in logs
+        kw["enable_progress_bar"] = interactive()
     return kw
 
 
@@ -194,14 +203,15 @@ def arm(cfg: DictConfig, name: str, groups: int, seed: int) -> Arm:
 
 def trial_arm(cfg: DictConfig, groups: int) -> Callable[[dict, int], Arm]:
     """The primary arm for the config with a trial's ``{key: value}`` applied, for a seed,
-    trained for ``tune.epochs``."""
+    trained for ``tune.epochs`` (or the trial's ``transfer.epochs`` when the space searches it)."""
 
     def arm_for(values: dict, seed: int) -> Arm:
         trial_cfg = cfg.copy()
         for key, value in values.items():
             OmegaConf.update(trial_cfg, key, value)
         built = arm(trial_cfg, cfg.transfer.primary, groups, seed)
-        settings = dataclasses.replace(built.settings, epochs=int(cfg.tune.epochs))
+        epochs = int(values.get("transfer.epochs", cfg.tune.epochs))
+        settings = dataclasses.replace(built.settings, epochs=epochs)
         return dataclasses.replace(built, settings=settings)
 
     return arm_for

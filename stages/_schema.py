@@ -77,6 +77,10 @@ TARGET = Rule(
     lambda v: isinstance(v, dict) and isinstance(v.get("_target_"), str),
     "a config with a _target_ (a mapping naming the callable to build)",
 )
+SIZE = Rule(
+    lambda v: v == "model" or (_int(v) and 1 <= v <= 4096),
+    "an integer in [1, 4096], or 'model' (the backbone's pretrained input size)",
+)
 DEPTH = Rule(lambda v: v == "all" or (_int(v) and v >= 0), "an integer >= 0 or 'all'")
 NAMES = Rule(
     lambda v: isinstance(v, list) and len(v) > 0 and all(isinstance(n, str) for n in v),
@@ -114,18 +118,19 @@ FIT = {
 }
 RULES: dict[str, Rule] = {
     "seed": integer(0, 2**32 - 1).needed(),
-    "data.image_size": integer(1, 4096),
+    "data.image_size": SIZE,
+    "data.match_classes": BOOL,
     "data.labels_per_class": integer(1).needed(),
     "data.val_per_class": integer(1).optional(),
     "data.source": TARGET.needed(),
     "data.target": TARGET.needed(),
-    "data.*.image_size": integer(1, 4096),
+    "data.*.image_size": SIZE,
     "data.*.test_fraction": FRACTION,
     "data.*.val_per_class": integer(1),
     "data.*.n_train": integer(1),
     "data.*.n_val": integer(1),
     "data.*.path": TEXT,
-    "data.*.name": TEXT,
+    "data.*.name": TEXT.optional(),
     "model": TARGET.needed(),
     "pretrain.epochs": integer(1).needed(),
     "pretrain.batch_size": integer(1).needed(),
@@ -169,17 +174,18 @@ RULES: dict[str, Rule] = {
     "trainer.devices": DEVICES,
     "trainer.precision": one_of(*PRECISIONS),
     "trainer.deterministic": Rule(lambda v: v in (True, False, "warn"), "true, false or 'warn'"),
-    "trainer.enable_progress_bar": BOOL,
+    "trainer.enable_progress_bar": BOOL.optional(),
     "trainer.threads": integer(1).optional(),
     "tracking.experiment": TEXT.needed(),
     "paths.*": TEXT,
 }
 # The config sections each stage reads (as dvc.yaml lists its params), plus where it writes.
-_TARGET_RUNS = ("seed", "data.labels_per_class", "data.val_per_class", "model", "trainer")
-_TARGET_RUNS += ("transfer",)
+_TARGET_RUNS = ("seed", "setting", "data.labels_per_class", "data.val_per_class", "model")
+_TARGET_RUNS += ("trainer", "transfer")
 READS = {
-    "prepare": ("seed", "data"),
+    "prepare": ("seed", "data", "model"),
     "pretrain": ("seed", "model", "pretrain", "trainer"),
+    "rank": ("seed", "source", "data.labels_per_class", "transfer", "trainer"),
     "tune": (*_TARGET_RUNS, "tune"),
     "transfer": (*_TARGET_RUNS, "tune.enabled"),
     "evaluate": (*_TARGET_RUNS, "tune.enabled", "evaluate"),
@@ -264,6 +270,7 @@ def _check_trainer(trainer: dict) -> None:
         if key not in known:
             raise ConfigError(f"trainer.{key}", value, "a lightning.pytorch.Trainer argument")
     kwargs = {k: v for k, v in trainer.items() if k != "threads"}
+    kwargs["enable_progress_bar"] = bool(kwargs.get("enable_progress_bar"))  # null: a terminal's
     try:  # Lightning checks its own arguments when a Trainer is made; no work starts here
         Trainer(**kwargs, logger=False, enable_checkpointing=False, enable_model_summary=False)
     except Exception as err:

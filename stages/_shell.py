@@ -6,7 +6,6 @@ stages.params``), never ``@hydra.main``: under DVC that would silently drop ``-S
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import warnings
@@ -21,7 +20,7 @@ from stages._lifecycle import guarded, interrupts, tracking_started
 from stages._outputs import stage_output
 from stages._schema import check_config
 
-__all__ = ["stage_output"]  # re-exported: the stages take it from here
+__all__ = ["check_config", "stage_output"]  # re-exported: the stages take them from here
 
 PARAMS = Path("params.yaml")
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
@@ -185,7 +184,9 @@ def run_stage(
             check_config(cfg, stage)
             fix_threads(cfg.trainer.get("threads"))  # never follows other processes
             with guarded(stage, cfg):
-                metrics = run(cfg)
+                run(
+                    cfg
+                )  # prints its own summary line; evaluate's says where the report and run are
         except Interrupted as err:
             print(f"stage {stage} {err}: its MLflow runs are KILLED", file=sys.stderr)
             sys.exit(err.exit_code)
@@ -194,8 +195,3 @@ def run_stage(
             sys.exit(2)
         finally:
             _explicit.clear()  # in-process callers (tests) run stages one after another
-    logging.getLogger(stage).info("%s done: %s", stage, json.dumps(_headline(metrics)))
-
-
-def _headline(metrics: dict) -> dict:
-    return {k: v for k, v in metrics.items() if not isinstance(v, dict | list)}

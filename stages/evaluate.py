@@ -2,32 +2,39 @@
 
 Reads params: seed, data, model, transfer, evaluate, trainer, paths; <paths.prepare>/{source,
 target}, <paths.pretrain>/model, <paths.tune>/best.yaml, <paths.transfer>/{models,history.csv}.
-Writes <paths.evaluate>/metrics.json (flat keys for `dvc metrics show`), report/ (report.md,
-PNG figures, summary.json) and plots/*.csv (for `dvc plots show`). Everything is logged to one
-MLflow evaluation run linked to the models it scored. Curves and scores use the same paired
-seeds and label budgets as the arms; numbers come with intervals over those seeds.
+Writes <paths.evaluate>/metrics.json (the headline keys `dvc metrics show` leads with),
+details.json (every other number), report/ (report.md, report.html with its figures inside, PNG
+figures, summary.json) and plots/*.csv (for `dvc plots show`). Everything is logged to one MLflow
+evaluation run (params, config, test split, the models it scored, one score run per model).
+Curves and scores use the same paired seeds and label budgets as the arms; numbers come with
+intervals over those seeds.
 """
 
 from __future__ import annotations
 
 import mlflow
 import numpy as np
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from pipeline.data.store import load_domain
+from pipeline.data.store import ARRAYS, load_domain
 from pipeline.metrics.comparison import score_models
 from pipeline.metrics.efficiency import epochs_saved
 from pipeline.models.weights import load_model
+from pipeline.progress import bar, counted
 from pipeline.report import plot_tables, write_report
 from pipeline.report.evaluation import add_curves, add_large_validation, add_scores, same_models
+from pipeline.report.headline import write_metrics
 from pipeline.report.markdown import verdict_paragraph
 from pipeline.report.summary import Evaluation, recommend
+from pipeline.tracking import evaluation as track
 from pipeline.tracking.lineage import stage_tags
 from pipeline.tracking.runs import log_curves, log_scored
 from pipeline.transfer.source import SourceModel
 from pipeline.transfer.train import TrainedAccuracy, tensors
 from stages import _build as build
-from stages._files import Layout, read_csv, read_json, write_csv, write_json
+from stages import _setting as setting
+from stages import _transductive as transductive
+from stages._files import Layout, read_csv, read_ids, read_json, write_csv, write_json
 from stages._shell import run_stage, stage_output, use_tracking
 
 STAGE = "evaluate"
@@ -40,6 +47,8 @@ def seeds_for(cfg: DictConfig, key: str) -> list[int]:
 
 
 def run(cfg: DictConfig) -> dict:
+    if setting.transductive(cfg):  # domain adaptation: its own report (stages/_transductive.py)
+        return transductive.evaluate(cfg)
     paths = Layout.of(cfg)
     target, source_data = load_domain(paths.domain("target")), load_domain(paths.domain("source"))
     source = SourceModel.load(paths.source_model)
@@ -47,7 +56,7 @@ def run(cfg: DictConfig) -> dict:
     cfg, best = build.tuned_config(cfg, paths.best)
     factory, conf, groups = build.model_factory(cfg), cfg.evaluate.confidence, index["num_groups"]
     primary, baseline, task = index["primary"], index["baseline"], build.target_task(cfg, target)
-    _, experiment_id = use_tracking(cfg)
+    uri, experiment_id = use_tracking(cfg)
     tags = {
         **stage_tags(STAGE, "."),
         "graftlab.transfer_run_id": index["run_id"],
@@ -57,10 +66,12 @@ def run(cfg: DictConfig) -> dict:
         mlflow.start_run(run_name=STAGE, experiment_id=experiment_id, tags=tags) as run_,
         stage_output(paths.evaluate) as out,
     ):
+        resolved = OmegaConf.to_container(cfg, resolve=True)
+        test = track.log_evaluation_inputs(resolved, target, paths.domain("target") / ARRAYS)
         x, y = tensors(target.splits["test"])
         load = lambda row: load_model(factory, paths.transfer / row["path"], target.num_classes)  # noqa: E731
         scored = score_models(index["runs"], load, x, y)
-        log_scored(scored)
+        log_scored(scored, test, {**tags, "graftlab.role": "score"})
         ev = Evaluation.of_scored(
             scored,
             primary,
@@ -85,7 +96,11 @@ def run(cfg: DictConfig) -> dict:
         smallest = int(np.bincount(target.splits["train"].y).min())
         budgets = list(curves.label_efficiency.labels_per_class)
         label_seeds = seeds_for(cfg, "label_efficiency")
-        add_curves(ev, arm_for, groups, accuracy, depth, label_seeds, budgets, smallest)
+        with bar("evaluate: curves", None) as progress:
+            point = counted(
+                accuracy, progress, lambda arm, n: f"{arm.name} k={arm.init_groups} n={n}"
+            )
+            add_curves(ev, arm_for, groups, point, depth, label_seeds, budgets, smallest)
         log_curves(ev.freeze_depth, ev.label_efficiency)
         ev.recommendation = recommend(
             k=ev.arms[primary].freeze_groups,
@@ -118,11 +133,12 @@ def run(cfg: DictConfig) -> dict:
             write_csv(out / "plots" / name, rows)
         metrics = ev.flat_metrics()
         write_json(out / "report" / "mlflow.json", {"run_id": run_.info.run_id})
-        write_json(out / "metrics.json", metrics)
-        mlflow.set_tag("graftlab.verdict", ev.verdict)
-        mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None})
-        mlflow.log_artifacts(str(out / "report"), artifact_path="report")
-    print(verdict_paragraph(ev))
+        write_metrics(out, metrics)  # metrics.json (headline) and details.json
+        links = track.evaluation_links(index, best, source.ids, read_ids(paths.prepare_ids), target)
+        summary = verdict_paragraph(ev)
+        track.log_evaluation_results(metrics, ev.verdict, out / "report", summary, links)
+    print(summary)
+    print(track.where_to_look(paths.evaluate / "report", uri, experiment_id, run_.info.run_id))
     return metrics
 
 

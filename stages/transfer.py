@@ -6,6 +6,10 @@ the shared transfer settings when tuning is on).
 Writes <paths.transfer>/models/ (<arm>/seed<s>.safetensors and index.json with the MLflow run and
 LoggedModel of each), metrics.json (validation accuracy per arm) and history.csv (per-epoch
 validation accuracy of every run).
+Transductive setting (-S setting=transductive, stages/_setting.py): the target is read without any
+label, the arms train on labelled source + unlabelled target, validators score every epoch
+(history.csv columns val_<name>) and choose the stopping epoch; models/predictions.safetensors
+holds each run's per-epoch predicted classes on the target test inputs (scored in evaluate).
 Seeds are paired: seed s gives every arm the same labelled subset and the same random init.
 """
 
@@ -18,14 +22,17 @@ import mlflow
 import numpy as np
 from mlflow.entities import LoggedModelInput
 from omegaconf import DictConfig, OmegaConf
+from safetensors.numpy import save_file
 
-from pipeline.data.store import ARRAYS, load_domain
-from pipeline.tracking.arm_runs import ArmRunner
+from pipeline.data.store import ARRAYS
+from pipeline.progress import track
+from pipeline.tracking.arm_runs import ArmRunner, describe_transfer
 from pipeline.tracking.lineage import flatten, stage_tags
 from pipeline.transfer.prefix_cache import PrefixCache
 from pipeline.transfer.source import SourceModel
 from stages import _build as build
-from stages._files import INDEX, Layout, write_csv, write_json
+from stages import _setting as setting
+from stages._files import INDEX, PREDICTIONS, Layout, write_csv, write_json
 from stages._shell import run_stage, stage_output, use_tracking
 
 STAGE = "transfer"
@@ -34,16 +41,19 @@ log = logging.getLogger(STAGE)
 
 def run(cfg: DictConfig) -> dict:
     paths = Layout.of(cfg)
-    target = load_domain(paths.domain("target"))
+    task = setting.target_task(cfg, paths)
     source = SourceModel.load(paths.source_model)
     cfg, best = build.tuned_config(cfg, paths.best)
     names = build.arm_names(cfg)
     factory = build.model_factory(cfg)
     groups = build.num_groups(factory)
-    labels, seeds = cfg.data.labels_per_class, build.transfer_seeds(cfg)
+    labels, seeds = task.labels_per_class, build.transfer_seeds(cfg)
     arms = [build.arm(cfg, n, groups, s) for s in seeds for n in names]
-    task = build.target_task(cfg, target)
-    task.labelled_index(seeds[0]), task.validation_index(seeds[0])  # check the budget first
+    if not setting.transductive(cfg):  # the label budget, checked before any training
+        task.labelled_index(seeds[0]), task.validation_index(seeds[0])
+    for arm in arms[: len(names)]:
+        task.check(arm)  # every stream an arm reads is there, before any training
+    callbacks = setting.epoch_scores(cfg, task)
     uri, experiment_id = use_tracking(cfg)
     tags = {
         **stage_tags(STAGE, "."),
@@ -60,8 +70,9 @@ def run(cfg: DictConfig) -> dict:
         data_path=paths.domain("target") / ARRAYS,
         tune_run_id=best.get("tune_run_id"),
         fit_kwargs={"trainer_kwargs": build.trainer_kwargs(cfg, False), "cache": PrefixCache()},
+        source_path=paths.domain("source") / ARRAYS if task.source_data else None,
     )
-    rows, history = [], []
+    rows, history, predictions = [], [], {}
     with (
         mlflow.start_run(run_name=STAGE, experiment_id=experiment_id, tags=tags) as parent,
         stage_output(paths.transfer) as out,
@@ -71,22 +82,31 @@ def run(cfg: DictConfig) -> dict:
         mlflow.log_text(OmegaConf.to_yaml(cfg), "config.yaml")
         mlflow.log_input(model=LoggedModelInput(source.ids["model_id"]))
         trained: dict[str, tuple[dict, list]] = {}  # fingerprint -> the run that trained it
-        for arm in arms:
+        for arm in track(arms, STAGE, lambda a: f"{a.name} seed {a.settings.seed}"):
             key = arm.fingerprint(groups)
             if key in trained:  # e.g. freeze_k at k=0 is finetune: train once, report both
                 row, rows_h = trained[key]
                 log.warning("%s trains the same model as %s: trained once", arm.name, row["arm"])
                 rows.append({**row, "arm": arm.name, "same_as": row["arm"]})
                 history += [{**h, "arm": arm.name} for h in rows_h]
+                seed = arm.settings.seed
+                if f"{row['arm']}/seed{seed}" in predictions:
+                    predictions[f"{arm.name}/seed{seed}"] = predictions[f"{row['arm']}/seed{seed}"]
                 continue
             path = Path("models", arm.name, f"seed{arm.settings.seed}.safetensors")
-            trained[key] = row, rows_h = runner(arm, out, path)
+            scores = callbacks()
+            trained[key] = row, rows_h = runner(arm, out, path, scores)
             rows.append(row)
             history += rows_h
+            for cb in scores:  # per-epoch predictions on the unlabelled target test inputs
+                predictions[f"{arm.name}/seed{arm.settings.seed}"] = np.stack(cb.predictions)
         metrics = {
             n: {"val_acc": float(np.mean([r["best_val_acc"] for r in rows if r["arm"] == n]))}
             for n in names
         }
+        for n in names:  # the validator's score at the kept epochs (transductive)
+            if scores := [r["best_score"] for r in rows if r["arm"] == n and r.get("best_score")]:
+                metrics[n]["score"] = float(np.mean(scores))
         metrics |= {"labels_per_class": labels, "seeds": len(seeds)}
         index = {
             "run_id": parent.info.run_id,
@@ -99,12 +119,18 @@ def run(cfg: DictConfig) -> dict:
             "num_groups": groups,
             "source": source.ids,
             "tune_run_id": best.get("tune_run_id"),
+            "setting": setting.name(cfg),
             "tuned": best.get("overrides", {}),  # applied; explicit values kept instead:
             "kept": best.get("kept", {}),
         }
+        if predictions:
+            save_file(predictions, str(out / PREDICTIONS))
         write_json(out / INDEX, index)
         write_json(out / "metrics.json", metrics)
         write_csv(out / "history.csv", history)
+        describe_transfer(experiment_id, names, len(seeds), source.ids, best.get("tune_run_id"))
+    accs = ", ".join(f"{n} {metrics[n]['val_acc']:.3f}" for n in names)
+    print(f"transfer: val_acc {accs} (mean of {len(seeds)} seeds); models in {paths.transfer}")
     return metrics
 
 

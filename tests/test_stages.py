@@ -36,7 +36,8 @@ def test_pipeline_outputs_and_lineage_from_evaluation_back_to_data(workspace):
     metrics = evaluate.run(cfg)
     for key in ("transfer.test_acc", "scratch.test_acc", "transfer_gain", "negative_transfer"):
         assert key in metrics
-    assert _read("outputs/evaluate/metrics.json") == json.loads(json.dumps(metrics))
+    files = {**_read("outputs/evaluate/metrics.json"), **_read("outputs/evaluate/details.json")}
+    assert files == json.loads(json.dumps(metrics))
     report = Path("outputs/evaluate/report/report.md").read_text()
     for section in (
         "## Arms",
@@ -175,10 +176,8 @@ def test_nan_loss_marks_the_mlflow_run_failed_and_keeps_old_outputs(workspace):
     assert _latest_run(MlflowClient(), "pretrain").info.status == "FAILED"
     # the failed run wrote nothing: the previous outputs are untouched, no temp folders remain
     assert Path("outputs/pretrain/model/weights.safetensors").read_bytes() == before
-    assert sorted(p.name for p in Path("outputs").iterdir() if not p.name.endswith(".lock")) == [
-        "prepare",
-        "pretrain",
-    ]
+    outputs = sorted(p.name for p in Path("outputs").iterdir() if not p.name.endswith(".lock"))
+    assert outputs == ["decoded", "prepare", "pretrain"]
 
 
 def test_stage_exits_non_zero_with_a_one_line_error(workspace):

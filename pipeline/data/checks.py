@@ -102,13 +102,3 @@ def check_domain(domain: Domain, where: object) -> None:
                 f"split '{name}' has no example of class(es) {absent}: every class needs one "
                 "in every split (more data, or smaller val/test shares)",
             )
-
-
-def check_pair(source: Domain, target: Domain) -> None:
-    """Both domains feed one network: the same modality and the same input shape."""
-    if (source.modality, source.input_shape) != (target.modality, target.input_shape):
-        raise DataError(
-            f"data.target ({target.name})",
-            f"{target.modality} inputs of shape {target.input_shape}, but the source has "
-            f"{source.modality} inputs of shape {source.input_shape}; one network reads both",
-        )

@@ -11,8 +11,10 @@ from pipeline.transfer.curves import band
 
 
 def write_report(ev: Evaluation, folder: Path) -> None:
-    """``report.md``, its PNG figures and ``summary.json`` into ``folder``."""
+    """``report.md``, its PNG figures, ``report.html`` (both in one file) and ``summary.json`` into
+    ``folder``."""
     from pipeline.report import plots
+    from pipeline.report.html import write_html
     from pipeline.report.markdown import render_report
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -26,6 +28,7 @@ def write_report(ev: Evaluation, folder: Path) -> None:
     plots.plot_arms(ev.arms, folder / "arms.png", c)
     plots.plot_confusion(ev.confusion, ev.classes, folder / "confusion.png")
     (folder / "report.md").write_text(render_report(ev))
+    write_html(folder)
     (folder / "summary.json").write_text(json.dumps(ev.to_dict(), indent=2, sort_keys=True) + "\n")
 
 
@@ -61,7 +64,7 @@ def plot_tables(ev: Evaluation) -> dict[str, list[dict]]:
         "freeze_depth.csv": depth,
         "label_efficiency.csv": labels,
         "confusion.csv": [
-            {"actual": i, "predicted": j}
+            {"actual": ev.classes[i], "predicted": ev.classes[j]}  # the dataset's class names
             for i, row in enumerate(ev.confusion)
             for j, n in enumerate(row)
             for _ in range(n)

@@ -35,10 +35,12 @@ class FitResult:
     """Outcome of :func:`fit`.
 
     Attributes:
-        model: The network with its best-epoch (highest validation accuracy) weights, in eval mode.
-        history: One dict per epoch: epoch, train/loss, train/acc, val/loss, val/acc, seconds.
-        best_epoch: Epoch (0-based) of the best validation accuracy.
-        best_val_acc: That accuracy.
+        model: The network with its best-epoch weights (highest ``settings.monitor``, or the last
+            epoch when it is None), in eval mode.
+        history: One dict per epoch: epoch, train/loss, train/acc, val/loss, val/acc, seconds
+            and any other ``val/*`` metric a callback logged (unsupervised validators).
+        best_epoch: Epoch (0-based) kept.
+        best_val_acc: Validation accuracy at that epoch.
         seconds: Wall time of the whole fit.
         cached_prefix: Whether training ran on cached frozen-prefix activations.
     """
@@ -59,12 +61,13 @@ class BestWeights(Callback):
     (pretrain) pass ``checkpoint_dir`` to :func:`fit` and get ``ModelCheckpoint``.
     """
 
-    def __init__(self, monitor: str = "val/acc") -> None:
+    def __init__(self, monitor: str | None = "val/acc") -> None:
         self.monitor, self.best, self.state = monitor, -math.inf, None
 
     def on_validation_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        value = float(trainer.callback_metrics[self.monitor])
-        if value > self.best:
+        # monitor None: fixed-length training keeps the last epoch
+        value = math.inf if self.monitor is None else float(trainer.callback_metrics[self.monitor])
+        if value > self.best or self.monitor is None:
             self.best = value
             self.state = {k: v.detach().clone() for k, v in module.state_dict().items()}
 
@@ -80,6 +83,8 @@ class EpochHistory(Callback):
         row = {"epoch": trainer.current_epoch, "seconds": time.perf_counter() - self.t0}
         row.update(module.train_epoch_metrics())
         row.update(module.val_metrics)
+        # scores that callbacks logged (unsupervised validators: val/im, val/snd, ...)
+        row.update({k: float(v) for k, v in trainer.callback_metrics.items() if k not in row})
         self.rows.append(row)
 
 
@@ -177,7 +182,7 @@ def fit(
                 save_weights_only=True,
             )
         else:
-            best = BestWeights()
+            best = BestWeights(settings.monitor)
         trainer = L.Trainer(
             max_epochs=settings.epochs,
             logger=logger,
@@ -186,7 +191,8 @@ def fit(
             num_sanity_val_steps=0,
             enable_model_summary=False,
             enable_checkpointing=checkpoint_dir is not None,
-            log_every_n_steps=max(1, len(train_batches)),
+            log_every_n_steps=max(1, min(len(train_batches), settings.steps_per_epoch or 1 << 30)),
+            limit_train_batches=settings.steps_per_epoch or 1.0,
             **kwargs,
         )
         t0 = time.perf_counter()
@@ -206,7 +212,10 @@ def fit(
         raise TrainingError("training finished without a single validated epoch")
     module.load_state_dict(state)
     model.eval()
-    best_epoch = max(range(len(history.rows)), key=lambda i: history.rows[i]["val/acc"])
+    monitor, last = settings.monitor, len(history.rows) - 1
+    best_epoch = (
+        last if monitor is None else max(range(last + 1), key=lambda i: history.rows[i][monitor])
+    )
     return FitResult(
         model=model,
         history=history.rows,

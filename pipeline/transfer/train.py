@@ -13,6 +13,7 @@ import torch
 
 from pipeline.data.domain import Domain, Split
 from pipeline.data.splits import label_budget
+from pipeline.errors import ConfigError, DataError
 from pipeline.transfer.arms import Arm, ModelFactory, init_model
 from pipeline.transfer.fit import FitResult, Tensors, fit
 from pipeline.transfer.prefix_cache import PrefixCache
@@ -35,10 +36,12 @@ class TargetTask:
 
     Attributes:
         target: The target domain (train, val, test splits).
-        labels_per_class: Labelled training images per class each seed draws.
+        labels_per_class: Labelled training images per class each seed draws; 0 for none
+            (the transductive setting, where the target's labels are hidden).
         val_per_class: Labelled validation images per class each seed draws; None uses the whole
             val split (an unrealistically large validation set for a few-label problem).
-        source_data: The labelled source domain, for objectives that read the ``source`` stream.
+        source_data: The labelled source domain, for objectives that read the ``source`` stream
+            (same classes, in the same order, as the target).
     """
 
     target: Domain
@@ -55,6 +58,54 @@ class TargetTask:
             )
             self._subsets[split, seed] = index
         return self._subsets[split, seed]
+
+    def __post_init__(self) -> None:
+        src = self.source_data
+        if src is not None and tuple(src.classes) != tuple(self.target.classes):
+            raise DataError(
+                f"data.source ({src.name})",
+                f"classes {list(src.classes)} differ from the target's "
+                f"{list(self.target.classes)} ({self.target.name}); adapting a classifier to "
+                "a new domain needs the same classes in the same order",
+            )
+
+    def available(self) -> tuple[str, ...]:
+        """The training streams this task can offer (see :data:`pipeline.objectives.STREAMS`)."""
+        train = self.target.splits["train"]
+        out = []
+        if self.labels_per_class > 0 and train.labelled:
+            out.append("target")
+        if self.source_data is not None:
+            out.append("source")
+        if len(train) > 0:
+            out.append("unlabelled")
+        return tuple(out)
+
+    def check(self, arm: Arm, key: str = "transfer.arms") -> None:
+        """Every stream ``arm``'s objectives read is offered here: a named error before any
+        training otherwise (e.g. a domain-adaptation arm without unlabelled target data)."""
+        offered = self.available()
+        what = {
+            "target": "labelled target data (data.labels_per_class > 0 and target labels)",
+            "source": "labelled source data (the transductive setting: -S setting=transductive)",
+            "unlabelled": "unlabelled target data (a non-empty target train split)",
+        }
+        for name, term in arm.objectives().items():
+            for stream in term.reads:
+                if stream not in offered:
+                    raise ConfigError(
+                        f"{key}.{arm.name}.objectives.{name}",
+                        type(term).__name__,
+                        f"a run with {what.get(stream, stream)}: it reads the '{stream}' stream "
+                        f"and this run offers {list(offered)}",
+                    )
+
+    def monitored(self, seed: int) -> Tensors:
+        """The labelled split that ``val/acc`` is measured on: seed ``seed``'s target validation
+        budget, or the source's validation split when the target's labels are hidden."""
+        if self.target.splits["val"].labelled or self.source_data is None:
+            return tensors(self.validation(seed))
+        return tensors(self.source_data.splits["val"])
 
     def labelled_index(self, seed: int) -> np.ndarray:
         """Rows of the target train split in seed ``seed``'s labelled subset (computed once)."""
@@ -79,11 +130,13 @@ class TargetTask:
 
     def streams(self, seed: int) -> dict[str, Tensors]:
         """Every training stream this task can offer an objective."""
-        out = {
-            "target": tensors(self.labelled(seed)),
-            "unlabelled": tensors(self.target.splits["train"].unlabelled()),
-        }
-        if self.source_data is not None:
+        offered = self.available()
+        out = {}
+        if "target" in offered:
+            out["target"] = tensors(self.labelled(seed))
+        if "unlabelled" in offered:
+            out["unlabelled"] = tensors(self.target.splits["train"].unlabelled())
+        if "source" in offered:
             out["source"] = tensors(self.source_data.splits["train"])
         return out
 
@@ -143,7 +196,7 @@ def train_arm(
     return fit(
         model,
         task.streams(seed),
-        tensors(task.validation(seed)),
+        task.monitored(seed),
         arm.settings,
         objectives=arm.objectives(),
         trainer_kwargs=trainer_kwargs,

@@ -21,17 +21,19 @@ def trial_objective(
     train: TrainFn,
     logger_for: Callable[[str], Any],
     run_tags: dict[str, str],
+    monitor: str = "val/acc",
 ) -> Callable[[Any], float]:
     """An Optuna objective: suggest ``params``, train ``arm_for(values, seed)`` for every seed,
-    return the mean best validation accuracy.
+    return the mean of ``monitor`` (validation accuracy, or an unsupervised validator's score)
+    at the epoch each fit kept.
 
     Each seed draws its own labelled training and validation subset, so the study scores a
     setting on several paired label draws rather than on one lucky or unlucky draw. The first
-    seed's run reports per-epoch validation accuracy to the pruner; when it is pruned, the trial
+    seed's run reports per-epoch ``monitor`` values to the pruner; when it is pruned, the trial
     is. Each trial is a nested MLflow run (its id is the trial's ``mlflow_run_id`` user attribute)
-    holding the trial's params, the first seed's per-epoch metrics, every seed's best validation
-    accuracy, the mean and the Optuna state, written through one buffered logger: a trial costs
-    one MLflow write besides starting and ending its run.
+    holding the trial's params, the first seed's per-epoch metrics, every seed's result, the mean
+    and the Optuna state, written through one buffered logger: a trial costs one MLflow write
+    besides starting and ending its run.
 
     Args:
         params: The search space.
@@ -41,6 +43,8 @@ def trial_objective(
         train: Trains an arm: ``train(arm, logger=..., callbacks=...)``.
         logger_for: ``logger_for(run_id)``: a buffered Lightning logger writing into that run.
         run_tags: Tags of every trial run.
+        monitor: The logged metric a trial is scored and pruned on (``val/acc``, ``val/im``...):
+            its value at the epoch the fit kept.
     """
     import mlflow
     from optuna_integration import PyTorchLightningPruningCallback
@@ -57,18 +61,19 @@ def trial_objective(
         logger.log_hyperparams({"trial": trial.number, "seeds": list(seeds), **values})
         status, state = "FAILED", "FAIL"
         try:
-            best = []
+            scores = []
+            name = monitor.replace("/", "_")  # best/val_acc, best/val_im, ...
             for i, seed in enumerate(seeds):
-                pruning = (PyTorchLightningPruningCallback(trial, monitor="val/acc"),)
+                pruning = (PyTorchLightningPruningCallback(trial, monitor=monitor),)
                 result = train(
                     arm_for(values, seed),
                     logger=logger if i == 0 else False,
                     callbacks=pruning if i == 0 else (),
                 )
-                best.append(result.best_val_acc)
-                logger.log_metrics({f"best/val_acc.seed{seed}": result.best_val_acc})
-            value = float(np.mean(best))
-            logger.log_metrics({"best/val_acc": value})
+                scores.append(float(result.history[result.best_epoch][monitor]))
+                logger.log_metrics({f"best/{name}.seed{seed}": scores[-1]})
+            value = float(np.mean(scores))
+            logger.log_metrics({f"best/{name}": value})
             status, state = "FINISHED", "COMPLETE"
             return value
         except BaseException as err:

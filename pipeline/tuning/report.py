@@ -51,6 +51,21 @@ def write_study(study: optuna.Study, params: list[Param], best: dict, folder: Pa
     return metrics
 
 
+def write_disabled(folder: Path) -> dict:
+    """What tuning switched off leaves: an empty ``best.yaml`` (no overrides), no trials, no
+    plots; return the metrics."""
+    import json
+
+    import yaml
+
+    (folder / "best.yaml").write_text(yaml.safe_dump({"enabled": False, "overrides": {}}))
+    (folder / "trials.csv").write_text("")
+    (folder / "plots").mkdir()
+    metrics = {"enabled": False}
+    (folder / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    return metrics
+
+
 def write_trials(study: optuna.Study, path: Path) -> None:
     """Every trial with its state, params, duration and user attributes, as CSV."""
     df = study.trials_dataframe(
@@ -68,11 +83,12 @@ def plot_study(study: optuna.Study, params: list[Param], folder: Path) -> None:
     from optuna.visualization import matplotlib as ovm
 
     folder.mkdir(parents=True, exist_ok=True)
-    plots = {"history.png": lambda: ovm.plot_optimization_history(study)}
+    metric = (study.metric_names or ["Objective Value"])[0]  # optuna's plots ignore metric names
+    plots = {"history.png": lambda: ovm.plot_optimization_history(study, target_name=metric)}
     keys = [p.key for p in params]
     if "transfer.freeze_groups" in keys:
         plots["freeze_groups.png"] = lambda: ovm.plot_slice(
-            study, params=["transfer.freeze_groups"]
+            study, params=["transfer.freeze_groups"], target_name=metric
         )
     plots["importances.png"] = lambda: ovm.plot_param_importances(study)
     with warnings.catch_warnings():
