@@ -11,6 +11,7 @@ folder that cannot be removed (read-only contents) never blocks a later run.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -85,10 +86,19 @@ def check_writable(final: Path) -> None:
         raise StorageError(final, "exists and is not a folder; move it away")
 
 
-def _swap_lock(final: Path) -> object:
-    from filelock import FileLock  # flock(2): the kernel releases it if the holder dies
+@contextmanager
+def _swap_lock(final: Path) -> Iterator[None]:
+    """Hold ``flock(2)`` on the output folder's parent while swapping (the kernel releases it
+    if the holder dies). Hand-written on the directory itself because a lock library needs a
+    lock file of its own, which would sit among the outputs."""
+    import fcntl
 
-    return FileLock(final.parent / f".{final.name}.lock")
+    fd = os.open(final.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 @contextmanager
