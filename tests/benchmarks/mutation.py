@@ -138,6 +138,7 @@ EQUIVALENT: dict[str, str] = {
     "pipeline.metrics.source_scores.x_depth_ranking__mutmut_29": (
         "a positive scale of every gain leaves their ranking"
     ),
+    "pipeline.metrics.candidates.x_budget_scores__mutmut_51": "every seed has the same keys",
 }
 COPY = ("pipeline", "stages", "conf", "tests", "params.yaml", "pyproject.toml")
 

@@ -67,18 +67,23 @@ def test_budget_scores_average_the_four_scores_over_the_seeds_budgets():
 
 def test_domain_distance_is_pad_on_equal_seeded_samples_of_the_features():
     rng = np.random.default_rng(1)
-    source = rng.normal(size=(14, 1, 8, 8)).astype(np.float32)
-    target = rng.normal(0.5, size=(9, 1, 8, 8)).astype(np.float32)
+    big = rng.normal(size=(30, 1, 8, 8)).astype(np.float32)
+    small = rng.normal(0.3, size=(21, 1, 8, 8)).astype(np.float32)  # overlapping: PAD in (0, 2)
     model = _net(1)
-    pick = np.random.default_rng(3)
-    xs = source[pick.permutation(14)[:6]]
-    xt = target[pick.permutation(9)[:6]]
-    expected = proxy_a_distance(_features(model, xs), _features(model, xt), seed=3)
-    assert domain_distance(model, source, target, max_samples=6, seed=3) == expected
-    pick = np.random.default_rng(3)
-    xs, xt = source[pick.permutation(14)[:9]], target[pick.permutation(9)[:9]]
-    expected = proxy_a_distance(_features(model, xs), _features(model, xt), seed=3)
-    assert domain_distance(model, source, target, max_samples=50, seed=3) == expected
+
+    def expected(source, target, n, seed):
+        pick = np.random.default_rng(seed)
+        xs = source[pick.permutation(len(source))[:n]]
+        xt = target[pick.permutation(len(target))[:n]]
+        return proxy_a_distance(_features(model, xs), _features(model, xt), seed=seed)
+
+    for source, target in ((big, small), (small, big)):  # the smaller sets the sample size
+        assert domain_distance(model, source, target, max_samples=50, seed=3) == expected(
+            source, target, 21, 3
+        )
+    assert domain_distance(model, big, small, max_samples=12, seed=4) == expected(big, small, 12, 4)
+    values = {domain_distance(model, big, small, 50, seed) for seed in (3, 4, 5)}
+    assert len(values) > 1 and all(0 <= v < 2 for v in values), "the seed reaches PAD's split"
 
 
 def test_orders_and_agreement_follow_each_scores_direction():
@@ -112,3 +117,9 @@ def test_feature_distances_are_pad_and_mmd_of_seeded_sorted_samples():
     whole = feature_distances(model, source, target)  # defaults: 600 rows at most, seed 0
     fs, ft = _features(model, source.numpy()), _features(model, target.numpy())
     assert whole == {"pad": proxy_a_distance(fs, ft, seed=0), "mmd2": mmd2_unbiased(fs, ft)}
+    many = torch.from_numpy(rng.normal(size=(601, 1, 4, 4)).astype(np.float32))
+    pick = np.random.default_rng(0)
+    s, t = np.sort(pick.permutation(601)[:600]), np.sort(pick.permutation(601)[:600])
+    fs, ft = _features(model, many.numpy()[s]), _features(model, many.numpy()[t] + 0.1)
+    out = feature_distances(model, many, many + 0.1)
+    assert out["mmd2"] == mmd2_unbiased(fs, ft), "600 rows at most by default"
