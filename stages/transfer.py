@@ -120,6 +120,8 @@ def run(cfg: DictConfig) -> dict:
             "source": source.ids,
             "tune_run_id": best.get("tune_run_id"),
             "setting": setting.name(cfg),
+            "tuned": best.get("overrides", {}),  # applied; explicit values kept instead:
+            "kept": best.get("kept", {}),
         }
         if predictions:
             save_file(predictions, str(out / PREDICTIONS))

@@ -108,7 +108,7 @@ class TransferModule(L.LightningModule):
             s = self.settings
             raise TrainingError(
                 f"loss became NaN/inf in epoch {self.current_epoch}: lower the learning rates "
-                f"({s.section}.head_lr={s.head_lr}, {s.section}.backbone_lr={s.backbone_lr}) or "
+                f"({s.key('head_lr')}={s.head_lr}, {s.key('backbone_lr')}={s.backbone_lr}) or "
                 "check the data for NaN values"
             )
         return {"train/loss": loss_sum / seen, "train/acc": correct / seen}
