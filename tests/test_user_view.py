@@ -1,6 +1,7 @@
 """What a person sees: lineage in MLflow (checked through MlflowClient, as the UI reads it), the
 optuna-dashboard names and links, the console's last words, the DVC plot definitions and the
-metrics files. The browser checks of the same things are scripts/check_*.py (not run in CI)."""
+metrics files. The browser checks of the same things are tests/browser/check_*.py (not run in
+CI)."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ offline (or behind a firewall) it shows nothing but PNGs. DVC takes another page
 minified browser builds, taken with `npm pack` from the npm registry at the pinned versions below,
 so the page renders with the network off. Re-run after changing a version:
 
-    python scripts/vendor_vega.py
+    python tests/browser/vendor_vega.py
 
 Needs npm (any recent version) and network access to the npm registry; nothing else.
 """
@@ -36,7 +36,7 @@ PAGE = """<!DOCTYPE html>
 <meta charset="utf-8">
 {{refresh_tag}}
 <title>Graftlab plots</title>
-<!-- Built by scripts/vendor_vega.py: {credits}.
+<!-- Built by tests/browser/vendor_vega.py: {credits}.
      Inlined so that this page needs no network. Each library is under the BSD 3-Clause
      license; see https://github.com/vega for the license texts. -->
 {scripts}

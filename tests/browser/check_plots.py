@@ -4,7 +4,7 @@ Not part of the test suite (it needs a browser): run it by hand, with the networ
 the page needs none, e.g. as root:
 
     dvc plots show -o /tmp/plots
-    unshare -n python scripts/check_plots.py /tmp/plots/index.html /tmp/plots.png
+    unshare -n python tests/browser/check_plots.py /tmp/plots/index.html /tmp/plots.png
 
 Uses Playwright's Python API driving the system's Chromium (Debian package `chromium`); no
 browser is downloaded. Prints one line per plot (title, x and y axis titles) and exits 1 when a

@@ -4,7 +4,7 @@ Not part of the test suite (it needs a browser and a served UI; tests/test_user_
 same lineage through MlflowClient). Run it on a repository after `dvc repro`, with the network off
 to show the UI needs none, e.g. as root:
 
-    unshare -n sh -c 'ip link set lo up && python scripts/check_mlflow_ui.py . /tmp/ui'
+    unshare -n sh -c 'ip link set lo up && python tests/browser/check_mlflow_ui.py . /tmp/ui'
 
 It starts `mlflow ui` on 127.0.0.1 for the repository's mlflow.db, opens the runs table (the address
 the stages print), then only clicks: evaluate run -> transfer model -> its arm run -> source model
