@@ -115,7 +115,10 @@ FIT = {
     "scheduler": TARGET,
     "augment": TARGET.optional(),
     "objectives": MAPPING,
+    "monitor": TEXT.optional(),
+    "steps_per_epoch": integer(1).optional(),
 }
+_NEEDED = set(FIT) - {"augment", "monitor", "steps_per_epoch"}
 RULES: dict[str, Rule] = {
     "seed": integer(0, 2**32 - 1).needed(),
     "data.image_size": SIZE,
@@ -155,7 +158,7 @@ RULES: dict[str, Rule] = {
     "transfer.primary": TEXT.needed(),
     "transfer.baseline": TEXT.needed(),
     "transfer.seeds": integer(1).needed(),
-    **{f"transfer.{k}": r.needed() if k != "augment" else r for k, r in FIT.items()},
+    **{f"transfer.{k}": r.needed() if k in _NEEDED else r for k, r in FIT.items()},
     "transfer.arms": MAPPING.needed(),
     "transfer.arms.*": MAPPING,
     "transfer.arms.*.init_groups": DEPTH.optional(),
@@ -190,6 +193,34 @@ READS = {
     "transfer": (*_TARGET_RUNS, "tune.enabled"),
     "evaluate": (*_TARGET_RUNS, "tune.enabled", "evaluate"),
 }
+
+
+# Sections whose keys are fixed: `+key` may add only a key the rules above know (an arm's
+# optional setting, say), never a typo. Elsewhere (a callable's arguments under `_target_`, new
+# arms, tune.space entries, trainer arguments, validators) new keys are the point of `+`.
+CLOSED = ("", "data", "pretrain", "tune", "transfer", "transfer.arms.*", "evaluate")
+CLOSED += ("evaluate.scores", "evaluate.curves", "evaluate.curves.*", "paths", "tracking")
+CLOSED += ("setting", "source")
+
+
+def _matches(key: str, pattern: str) -> bool:
+    parts, wanted = key.split(".") if key else [], pattern.split(".") if pattern else []
+    if len(parts) != len(wanted):
+        return False
+    return all(w in ("*", p) for p, w in zip(parts, wanted, strict=True))
+
+
+def known_keys(section: str) -> set[str] | None:
+    """The keys the rules know under ``section`` (dotted, ``""`` for the top level), or None
+    when the section takes any key."""
+    if not any(_matches(section, pattern) for pattern in CLOSED):
+        return None
+    return {
+        leaf
+        for pattern in RULES
+        for parent, _, leaf in [pattern.rpartition(".")]
+        if leaf != "*" and _matches(section, parent)
+    }
 
 
 def _keys(tree: object, pattern: str, prefix: str = "") -> Iterator[tuple[str, object]]:

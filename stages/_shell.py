@@ -89,10 +89,35 @@ def apply_overrides(cfg: DictConfig, overrides: Sequence[str]) -> DictConfig:
                 raise ConfigError(key, "~", "an existing key to delete")
             del node[leaf]
             continue
-        if not exists and not (o.is_add() or o.is_force_add()):
-            raise ConfigError(key, o.value(), "an existing config key (prefix with + to add one)")
+        if not exists:
+            _check_new_key(cfg, key, o.value(), o.is_add() or o.is_force_add())
         OmegaConf.update(cfg, key, o.value(), merge=False, force_add=True)
     return cfg
+
+
+def _check_new_key(cfg: DictConfig, key: str, value: object, added: bool) -> None:
+    """Refuse a key ``cfg`` does not have, unless ``+`` adds it where new keys make sense (a
+    callable's argument, a new arm, a tune.space entry; not a typo of a known setting)."""
+    import difflib
+
+    from stages._schema import known_keys
+
+    parent, _, leaf = key.rpartition(".")
+    node = OmegaConf.select(cfg, parent, default=None) if parent else cfg
+    # under a _target_ the keys are the callable's own arguments: it checks them when built
+    callable_args = isinstance(node, DictConfig) and "_target_" in node
+    known = None if callable_args else known_keys(parent)
+    if added and (known is None or leaf in known):
+        return
+    names = set(node) if isinstance(node, DictConfig) else set()
+    names |= known or set()
+    close = difflib.get_close_matches(leaf, sorted(names), n=1)
+    hint = f" (did you mean {parent + '.' if parent else ''}{close[0]}?)" if close else ""
+    if added:
+        where = f"{parent} takes" if parent else "the config takes at the top level"
+        raise ConfigError(key, value, f"a key {where}: {', '.join(sorted(names))}{hint}")
+    extra = "" if known is not None else "; + adds a new one here"
+    raise ConfigError(key, value, f"an existing config key{hint}{extra}")
 
 
 _explicit: set[str] = set()  # keys this process's command line set

@@ -133,6 +133,40 @@ def test_cli_overrides_follow_hydra_semantics():
     assert "b" not in apply_overrides(cfg, ["~a.b"]).a
 
 
+def test_plus_adds_keys_only_where_the_config_takes_new_ones():
+    # a typo of a known setting is refused with or without +, naming the setting meant
+    cfg = OmegaConf.create(compose_conf())
+    for override in ("transfer.epoch=3", "+transfer.epoch=3"):
+        with pytest.raises(ConfigError, match=r"transfer\.epoch=3 .*did you mean transfer\.epochs"):
+            apply_overrides(cfg, [override])
+    with pytest.raises(ConfigError, match=r"seeed=3 .*top level.*did you mean seed\?"):
+        apply_overrides(cfg, ["+seeed=3"])
+    with pytest.raises(ConfigError, match=r"evaluate\.scores\.max_sample=.*max_samples"):
+        apply_overrides(cfg, ["+evaluate.scores.max_sample=10"])
+    # where new keys are the point: an arm's optional setting, a new arm, a callable's argument,
+    # a tune.space entry, a Trainer argument (checked against Trainer later)
+    added = apply_overrides(
+        cfg,
+        [
+            "+transfer.arms.scratch.epochs=3",
+            "+transfer.arms.mine.init_groups=0",
+            "+model.width=8",
+            "+tune.space.transfer.epochs={type:int,low:2,high:4}",
+            "+trainer.gradient_clip_val=1.0",
+        ],
+    )
+    assert added.transfer.arms.scratch.epochs == 3
+    assert added.transfer.arms.mine.init_groups == 0
+    assert added.model.width == 8 and added.trainer.gradient_clip_val == 1.0
+    assert added.tune.space.transfer.epochs.high == 4
+
+
+def test_documented_fit_settings_exist_in_the_default_config():
+    cfg = OmegaConf.create(compose_conf())
+    assert cfg.transfer.monitor == "val/acc" and cfg.transfer.steps_per_epoch is None
+    assert apply_overrides(cfg, ["transfer.steps_per_epoch=5"]).transfer.steps_per_epoch == 5
+
+
 def test_conf_avoids_resolvers_that_break_dvc():
     for path in Path(REPO / "conf").rglob("*.yaml"):
         text = path.read_text()
