@@ -40,7 +40,7 @@ def run(cfg: DictConfig) -> dict:
     factory = build.model_factory(cfg)
     groups = build.num_groups(factory)
     labels, seeds = cfg.data.labels_per_class, build.transfer_seeds(cfg)
-    arms = [build.arm(cfg, n, groups, s) for s in seeds for n in names]
+    arms = [build.arm(cfg, n, groups, s) for n in names for s in seeds]
     task = TargetTask(target, labels)
     task.labelled_index(seeds[0])  # checks the label budget before any training
     uri, experiment_id = use_tracking(cfg)
@@ -60,7 +60,6 @@ def run(cfg: DictConfig) -> dict:
         tune_run_id=best.get("tune_run_id"),
         fit_kwargs={"trainer_kwargs": build.trainer_kwargs(cfg, False), "cache": PrefixCache()},
     )
-    rows, history = [], []
     with (
         mlflow.start_run(run_name=STAGE, experiment_id=experiment_id, tags=tags) as parent,
         stage_output(paths.transfer) as out,
@@ -69,11 +68,10 @@ def run(cfg: DictConfig) -> dict:
         mlflow.log_params(flatten({"transfer": transfer, "labels_per_class": labels}))
         mlflow.log_text(OmegaConf.to_yaml(cfg), "config.yaml")
         mlflow.log_input(model=LoggedModelInput(source.ids["model_id"]))
-        for arm in arms:
-            path = Path("models", arm.name, f"seed{arm.settings.seed}.safetensors")
-            row, rows_h = runner(arm, out, path)
-            rows.append(row)
-            history += rows_h
+        # all arms at once: the paired seeds of an arm (and arms that differ only in init and
+        # learning rates) train as one vectorised ensemble, each seed in its own MLflow run
+        paths = [Path("models", a.name, f"seed{a.settings.seed}.safetensors") for a in arms]
+        rows, history = runner(arms, out, paths)
         metrics = {
             n: {"val_acc": float(np.mean([r["best_val_acc"] for r in rows if r["arm"] == n]))}
             for n in names

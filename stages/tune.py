@@ -28,7 +28,7 @@ from pipeline.tracking.logger import run_logger
 from pipeline.tracking.store import repo_root
 from pipeline.transfer.prefix_cache import PrefixCache
 from pipeline.transfer.source import SourceModel
-from pipeline.transfer.train import TargetTask, train_arm
+from pipeline.transfer.train import TargetTask, train_arms
 from pipeline.tuning.objective import trial_objective
 from pipeline.tuning.report import best_trial_summary, write_study
 from pipeline.tuning.space import Param, parse_space
@@ -106,7 +106,7 @@ def run(cfg: DictConfig) -> dict:
         "optuna.study": study.study_name,
     }
     train = partial(
-        train_arm,
+        train_arms,
         task=TargetTask(target, int(cfg.data.labels_per_class)),
         factory=factory,
         source=source,

@@ -1,8 +1,10 @@
 """The curves behind the report: freeze depth (Yosinski et al.) and label efficiency.
 
-Both train extra models seeded like the transfer stage's arms; how a point is trained and scored
-is the caller's ``accuracy(arm, labels_per_class) -> float`` (test accuracy in the evaluate
-stage), so the protocols here are plain loops over typed points.
+Both train extra models seeded like the transfer stage's arms; how they are trained and scored is
+the caller's ``accuracy(arms, labels_per_class) -> accuracies`` (test accuracy in the evaluate
+stage). Each call hands over every arm trained at one label budget, so the caller can train them
+as ensembles (:class:`pipeline.transfer.train.TrainedAccuracy`): all seeds of a point at once, and
+the fine-tuned points of the freeze-depth curve together.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import numpy as np
 from pipeline.transfer.arms import Arm
 
 ArmForSeed = Callable[[int], Arm]
-Accuracy = Callable[[Arm, int], float]
+Accuracy = Callable[[Sequence[Arm], int], list[float]]
 
 
 @dataclass(frozen=True)
@@ -58,12 +60,13 @@ def freeze_depth_curve(
     NeurIPS 2014. Every point trains with ``base``'s optimiser settings, so only the copied/frozen
     depth changes along the curve; at k = 0 both are ``base`` from scratch.
     """
-    rows = []
-    for k in range(groups + 1):
-        frozen = tuple(accuracy(variant(base(s), k, k), labels) for s in seeds)
-        tuned = frozen if k == 0 else tuple(accuracy(variant(base(s), k, 0), labels) for s in seeds)
-        rows.append(DepthPoint(k, frozen, tuned))
-    return rows
+    seeds = list(seeds)
+    # (copied, frozen) per point; at k = 0 AnB and AnB+ are both base from scratch: trained once
+    points = [(k, k) for k in range(groups + 1)] + [(k, 0) for k in range(1, groups + 1)]
+    acc = accuracy([variant(base(s), k, f) for k, f in points for s in seeds], labels)
+    n = len(seeds)
+    of = {p: tuple(acc[i * n : (i + 1) * n]) for i, p in enumerate(points)}
+    return [DepthPoint(k, of[k, k], of[k, 0]) for k in range(groups + 1)]
 
 
 def label_curve(
@@ -75,15 +78,10 @@ def label_curve(
     accuracy: Accuracy,
 ) -> list[LabelPoint]:
     """Transfer and scratch accuracy at each label budget (capped at the smallest class)."""
-    rows = []
+    rows, seeds = [], list(seeds)
     for n in sorted({min(int(b), smallest_class) for b in budgets}):
-        rows.append(
-            LabelPoint(
-                n,
-                tuple(accuracy(transfer(s), n) for s in seeds),
-                tuple(accuracy(scratch(s), n) for s in seeds),
-            )
-        )
+        acc = accuracy([transfer(s) for s in seeds] + [scratch(s) for s in seeds], n)
+        rows.append(LabelPoint(n, tuple(acc[: len(seeds)]), tuple(acc[len(seeds) :])))
     return rows
 
 

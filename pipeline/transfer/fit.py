@@ -6,11 +6,12 @@ target, labelled source, unlabelled target), the loop draws one on-device batch 
 
 from __future__ import annotations
 
+import logging
 import math
 import tempfile
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,14 +19,17 @@ import lightning.pytorch as L
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
-from pipeline.data.streams import StepBatches, Stream, stream_seed
+from pipeline.data.streams import StackedBatches, StepBatches, Stream, stream_seed
 from pipeline.errors import ConfigError, TrainingError
 from pipeline.models.grouped import GroupedNet
 from pipeline.objectives import Objective
 from pipeline.objectives.cross_entropy import CrossEntropy
 from pipeline.transfer.module import TransferModule
 from pipeline.transfer.prefix_cache import PrefixCache
-from pipeline.transfer.settings import FitSettings
+from pipeline.transfer.settings import FitSettings, describe
+from pipeline.transfer.widen import WidenError, check_wide, link, unlink, widen
+
+log = logging.getLogger(__name__)
 
 Tensors = tuple[torch.Tensor, torch.Tensor | None]
 
@@ -39,7 +43,7 @@ class FitResult:
         history: One dict per epoch: epoch, train/loss, train/acc, val/loss, val/acc, seconds.
         best_epoch: Epoch (0-based) of the best validation accuracy.
         best_val_acc: That accuracy.
-        seconds: Wall time of the whole fit.
+        seconds: Wall time of the whole fit (an ensemble member's share of the ensemble's).
         cached_prefix: Whether training ran on cached frozen-prefix activations.
     """
 
@@ -52,35 +56,36 @@ class FitResult:
 
 
 class BestWeights(Callback):
-    """Keeps an in-memory copy of the weights of the epoch with the best validation accuracy.
+    """Keeps an in-memory copy of every member's weights at its best validation accuracy.
 
     Hand-written because ``ModelCheckpoint`` must write a file per improvement; for the many
     small target runs that cost more than an epoch of training. Stages that need a checkpoint file
     (pretrain) pass ``checkpoint_dir`` to :func:`fit` and get ``ModelCheckpoint``.
     """
 
-    def __init__(self, monitor: str = "val/acc") -> None:
-        self.monitor, self.best, self.state = monitor, -math.inf, None
+    def __init__(self, members: int) -> None:
+        self.best = [-math.inf] * members
+        self.state: list[dict | None] = [None] * members
 
-    def on_validation_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        value = float(trainer.callback_metrics[self.monitor])
-        if value > self.best:
-            self.best = value
-            self.state = {k: v.detach().clone() for k, v in module.state_dict().items()}
+    def on_validation_end(self, trainer: L.Trainer, module: TransferModule) -> None:
+        for i, metrics in enumerate(module.member_metrics):
+            if metrics["val/acc"] > self.best[i]:
+                self.best[i] = metrics["val/acc"]
+                state = module.members[i].state_dict()
+                self.state[i] = {k: v.detach().clone() for k, v in state.items()}
 
 
 class EpochHistory(Callback):
-    """Collects the epoch-level metrics and the elapsed wall time after every epoch."""
+    """Collects every member's epoch metrics and its share of the elapsed wall time."""
 
-    def __init__(self) -> None:
-        self.rows: list[dict] = []
+    def __init__(self, members: int) -> None:
+        self.rows: list[list[dict]] = [[] for _ in range(members)]
         self.t0 = time.perf_counter()
 
-    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        row = {"epoch": trainer.current_epoch, "seconds": time.perf_counter() - self.t0}
-        row.update(module.train_epoch_metrics())
-        row.update(module.val_metrics)
-        self.rows.append(row)
+    def on_train_epoch_end(self, trainer: L.Trainer, module: TransferModule) -> None:
+        seconds = (time.perf_counter() - self.t0) / len(self.rows)
+        for rows, metrics in zip(self.rows, module.member_metrics, strict=True):
+            rows.append({"epoch": trainer.current_epoch, "seconds": seconds, **metrics})
 
 
 def device_of(accelerator: str) -> torch.device:
@@ -88,6 +93,29 @@ def device_of(accelerator: str) -> torch.device:
     if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
         return torch.device("cuda")
     return torch.device("cpu")
+
+
+@dataclass
+class Member:
+    """One network of an ensemble fit and what only it sees.
+
+    Attributes:
+        model: The network to train in place (already initialised).
+        train: Its training streams by name (``target``, ``source``, ``unlabelled``), each (x, y)
+            with y None when unlabelled; a single (x, y) is the labelled ``target`` stream.
+        settings: Its settings (its seed orders its batches).
+        objectives: Its loss terms by name (fresh instances); default cross-entropy on target.
+        logger: A Lightning logger receiving its per-epoch metrics, or False.
+        cache_keys: Prefix-cache key per stream name and ``"val"``, each identifying the frozen
+            weights and the data (equal keys share one computation); None: no memoisation.
+    """
+
+    model: GroupedNet
+    train: Tensors | Mapping[str, Tensors]
+    settings: FitSettings
+    objectives: Mapping[str, Objective] | None = None
+    logger: object = False
+    cache_keys: Mapping[str, Hashable] | None = None
 
 
 def fit(
@@ -133,40 +161,133 @@ def fit(
         ConfigError: An objective reads a stream that was not given, or needs labels it lacks.
     """
     streams = dict(train) if isinstance(train, Mapping) else {"target": train}
-    objectives = dict(objectives or {"ce": CrossEntropy()})
-    driver = _check_streams(objectives, streams)
+    keys = None if cache_key is None else {n: (cache_key, n) for n in [*streams, "val"]}
+    member = Member(model, streams, settings, objectives, cache_keys=keys)
+    return fit_ensemble(
+        [member],
+        val,
+        trainer_kwargs=trainer_kwargs,
+        logger=logger,
+        callbacks=callbacks,
+        cache=cache,
+        prefix_caching=prefix_caching,
+        checkpoint_dir=checkpoint_dir,
+    )[0]
+
+
+def fit_ensemble(
+    members: Sequence[Member],
+    val: Tensors,
+    *,
+    trainer_kwargs: dict | None = None,
+    logger: object = False,
+    callbacks: Sequence[Callback] = (),
+    cache: PrefixCache | None = None,
+    prefix_caching: bool = True,
+    checkpoint_dir: Path | None = None,
+    vectorise: bool = True,
+) -> list[FitResult]:
+    """Train several networks of one architecture together, each as :func:`fit` would alone.
+
+    One Lightning Trainer and one loop for all members: every step draws each member's own
+    batches (its data, its seed), runs all members at once as one wide network (grouped
+    convolutions, :mod:`pipeline.transfer.widen`) and sums their losses, whose gradients are each
+    member's own; one optimiser holds every member's parameter groups (per-member learning
+    rates). Each member keeps its own BatchNorm statistics, objectives, best epoch and logger.
+    A network that cannot be widened (see :class:`~pipeline.transfer.widen.WidenError`) runs
+    member by member inside the same loop.
+
+    Args:
+        members: The networks and what each trains on; they must agree on the architecture, the
+            stream names and sizes, the objectives' kinds, and every setting but the seed and the
+            learning rates and weight decay (see :func:`ensemble_key`).
+        val: (x, y) validation tensors shared by the members.
+        trainer_kwargs: Extra ``lightning.pytorch.Trainer`` arguments (accelerator, precision...).
+        logger: A Lightning logger for the whole fit (gets the mean over members) or False.
+        callbacks: Extra callbacks; ``val/acc`` in ``trainer.callback_metrics`` is the members'
+            mean, ``module.member_metrics`` has each member's.
+        cache: Prefix cache; None computes the prefixes for this fit only.
+        prefix_caching: False always runs the whole network (for benchmarks and checks).
+        checkpoint_dir: Write the best epoch's Lightning checkpoint (``best.ckpt``) there (one
+            member only).
+        vectorise: False runs the members one after another inside the loop (for checks).
+
+    Returns:
+        One :class:`FitResult` per member, in order; ``seconds`` are each member's share of the
+        wall time.
+
+    Raises:
+        ConfigError: An objective reads a stream that was not given, or needs labels it lacks.
+        ValueError: The members cannot share one loop (see ``members``).
+    """
+    if checkpoint_dir is not None and len(members) > 1:
+        raise ValueError("checkpoint_dir is for a single network")
+    keys = {ensemble_key(m) for m in members}
+    if len(keys) > 1:
+        raise ValueError(f"members cannot share one training loop: {sorted(map(str, keys))}")
+    settings = members[0].settings
+    streams = [
+        dict(m.train) if isinstance(m.train, Mapping) else {"target": m.train} for m in members
+    ]
+    objectives = [dict(m.objectives or {"ce": CrossEntropy()}) for m in members]
+    driver = _check_streams(objectives[0], streams[0])
     kwargs = {"accelerator": "cpu", "devices": 1, **(trainer_kwargs or {})}
     device = device_of(kwargs["accelerator"])
-    model.to(device)
+    models = [m.model.to(device) for m in members]
     k = settings.freeze_groups
     use_cache = prefix_caching and k > 0 and settings.augment is None
     cache = cache or PrefixCache()
-    read = {name for o in objectives.values() for name in o.reads}
-    streams = {n: _to(t, device) for n, t in streams.items() if n in read}
+    read = {name for o in objectives[0].values() for name in o.reads}
+    streams = [{n: _to(t, device) for n, t in s.items() if n in read} for s in streams]
     xv, yv = _to(val, device)
+    xvs = [xv] * len(members)
     if use_cache:
-        key = (lambda split: (cache_key, split)) if cache_key else (lambda split: None)
-        streams = {n: (cache.get(model, x, k, key(n)), y) for n, (x, y) in streams.items()}
-        xv = cache.get(model, xv, k, key("val"))
-    for objective in objectives.values():
-        objective.setup(model)
-    module = TransferModule(model, objectives, settings, start=k if use_cache else 0, driver=driver)
-    train_batches = StepBatches(
-        {
-            n: Stream(
-                x,
-                y,
-                settings.batch_size,
-                shuffle=True,
-                seed=settings.seed if n == driver else stream_seed(settings.seed, n),
-                augment=settings.augment,
+        for i, m in enumerate(members):
+            key = (lambda n, m=m: None) if m.cache_keys is None else m.cache_keys.get
+            streams[i] = {
+                n: (cache.get(models[i], x, k, key(n)), y) for n, (x, y) in streams[i].items()
+            }
+            xvs[i] = cache.get(models[i], xv, k, key("val"))
+    for model, terms in zip(models, objectives, strict=True):
+        for objective in terms.values():
+            objective.setup(model)
+    wide = _widen(models, xv[:4]) if vectorise and len(models) > 1 else None
+    module = TransferModule(
+        models,
+        objectives,
+        [m.settings for m in members],
+        start=k if use_cache else 0,
+        driver=driver,
+        wide=wide,
+        member_loggers=[m.logger for m in members],
+    )
+    train_batches = StackedBatches(
+        [
+            StepBatches(
+                {
+                    n: Stream(
+                        x,
+                        y,
+                        settings.batch_size,
+                        shuffle=True,
+                        seed=m.settings.seed if n == driver else stream_seed(m.settings.seed, n),
+                        augment=settings.augment,
+                    )
+                    for n, (x, y) in s.items()
+                },
+                driver,
             )
-            for n, (x, y) in streams.items()
-        },
-        driver,
+            for m, s in zip(members, streams, strict=True)
+        ]
+    )
+    shared = all(x is xvs[0] for x in xvs)
+    xv = (
+        xvs[0].unsqueeze(1).expand(-1, len(xvs), *xvs[0].shape[1:])
+        if shared
+        else torch.stack(xvs, 1)
     )
     val_batches = Stream(xv, yv, 1024)
-    history = EpochHistory()
+    history = EpochHistory(len(members))
     with tempfile.TemporaryDirectory(prefix="graftlab-fit-") as tmp:
         if checkpoint_dir is not None:
             best = ModelCheckpoint(
@@ -177,7 +298,7 @@ def fit(
                 save_weights_only=True,
             )
         else:
-            best = BestWeights()
+            best = BestWeights(len(members))
         trainer = L.Trainer(
             max_epochs=settings.epochs,
             logger=logger,
@@ -190,31 +311,97 @@ def fit(
             **kwargs,
         )
         t0 = time.perf_counter()
-        with warnings.catch_warnings():
-            # frozen groups are in eval mode on purpose (frozen BatchNorm statistics)
-            warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
-            trainer.fit(module, train_batches, val_batches)
-        seconds = time.perf_counter() - t0
+        status = "failed"
+        try:
+            with warnings.catch_warnings():
+                # frozen groups are in eval mode on purpose (frozen BatchNorm statistics)
+                warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
+                trainer.fit(module, train_batches, val_batches)
+            status = "success"
+        finally:
+            if wide is not None:
+                unlink(wide)
+            for m in members:
+                if m.logger:
+                    m.logger.finalize(status)
+        seconds = (time.perf_counter() - t0) / len(members)
     if isinstance(best, BestWeights):
-        state = best.state
+        states = best.state
     elif best.best_model_path:
         state = torch.load(best.best_model_path, map_location=device, weights_only=True)
-        state = state["state_dict"]
+        module.load_state_dict(state["state_dict"])
+        states = [models[0].state_dict()]
     else:
-        state = None
-    if state is None:
-        raise TrainingError("training finished without a single validated epoch")
-    module.load_state_dict(state)
-    model.eval()
-    best_epoch = max(range(len(history.rows)), key=lambda i: history.rows[i]["val/acc"])
-    return FitResult(
-        model=model,
-        history=history.rows,
-        best_epoch=best_epoch,
-        best_val_acc=history.rows[best_epoch]["val/acc"],
-        seconds=seconds,
-        cached_prefix=use_cache,
+        states = [None]
+    results = []
+    for i, (model, state) in enumerate(zip(models, states, strict=True)):
+        if state is None:
+            raise TrainingError("training finished without a single validated epoch")
+        model.load_state_dict(state)
+        model.eval()
+        rows = history.rows[i]
+        best_epoch = max(range(len(rows)), key=lambda e: rows[e]["val/acc"])
+        results.append(
+            FitResult(
+                model=model,
+                history=rows,
+                best_epoch=best_epoch,
+                best_val_acc=rows[best_epoch]["val/acc"],
+                seconds=seconds,
+                cached_prefix=use_cache,
+            )
+        )
+    return results
+
+
+def ensemble_key(member: Member) -> tuple:
+    """What members must share to train in one loop: architecture, stream names and sizes,
+    objectives (kinds and hyper-parameters) and settings other than seed, learning rates and
+    weight decay."""
+    s = member.settings
+    streams = member.train if isinstance(member.train, Mapping) else {"target": member.train}
+    shapes = tuple((k, tuple(v.shape)) for k, v in member.model.state_dict().items())
+    terms = member.objectives or {"ce": CrossEntropy()}
+    return (
+        type(member.model).__name__,
+        hash(shapes),
+        tuple(sorted((n, tuple(x.shape), y is None) for n, (x, y) in streams.items())),
+        tuple(sorted((n, signature(o)) for n, o in terms.items())),
+        s.epochs,
+        s.batch_size,
+        s.freeze_groups,
+        describe(s.optimizer),
+        describe(s.scheduler),
+        describe(s.augment),
     )
+
+
+def signature(objective: Objective) -> str:
+    """An objective's kind and plain hyper-parameters (what an ensemble's members must share:
+    each member has its own instance, but one loop calls them all the same way)."""
+    plain = {
+        k: v
+        for k, v in sorted(vars(objective).items())
+        if not k.startswith("_") and isinstance(v, int | float | str | bool | tuple | type(None))
+    }
+    return f"{type(objective).__module__}.{type(objective).__qualname__}{plain}"
+
+
+def _widen(models: Sequence[GroupedNet], sample: torch.Tensor) -> GroupedNet | None:
+    """The members as one wide network, checked on ``sample``; None (logged) when impossible."""
+    wide = None
+    try:
+        wide = widen(models)
+        link(wide)
+        check_wide(wide, models, sample)
+    except WidenError as err:
+        if wide is not None:
+            unlink(wide)
+        log.info(
+            "ensemble of %d: %s; its members run one after another in one loop", len(models), err
+        )
+        return None
+    return wide
 
 
 def _to(tensors: Tensors, device: torch.device) -> Tensors:

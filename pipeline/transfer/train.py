@@ -1,10 +1,12 @@
-"""Train one arm for one seed: pick the labelled subset, initialise from the source, fit.
+"""Train arms for their seeds: pick the labelled subsets, initialise from the source, fit.
 
-Shared by the tune, transfer and evaluate stages (trials, arms and curve points are all this).
+Shared by the tune, transfer and evaluate stages (trials, arms and curve points are all this);
+:func:`train_arms` trains the arms that can share a loop as one vectorised ensemble.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -14,9 +16,12 @@ import torch
 from pipeline.data.domain import Domain, Split
 from pipeline.data.splits import label_budget
 from pipeline.transfer.arms import Arm, ModelFactory, init_model
-from pipeline.transfer.fit import FitResult, Tensors, fit
+from pipeline.transfer.fit import FitResult, Member, Tensors, ensemble_key, fit_ensemble
 from pipeline.transfer.prefix_cache import PrefixCache
 from pipeline.transfer.source import SourceModel
+from pipeline.transfer.widen import random_layers
+
+log = logging.getLogger(__name__)
 
 
 def tensors(split: Split) -> Tensors:
@@ -90,7 +95,85 @@ def train_arm(
         callbacks: Extra Lightning callbacks.
         prefix_caching: False always runs the whole network.
     """
-    seed = arm.settings.seed
+    return train_arms(
+        [arm],
+        task,
+        factory,
+        source,
+        trainer_kwargs=trainer_kwargs,
+        cache=cache,
+        logger=logger,
+        callbacks=callbacks,
+        prefix_caching=prefix_caching,
+    )[0]
+
+
+def train_arms(
+    arms: Sequence[Arm],
+    task: TargetTask,
+    factory: ModelFactory,
+    source: SourceModel,
+    *,
+    trainer_kwargs: dict | None = None,
+    cache: PrefixCache | None = None,
+    loggers: Sequence[object] | None = None,
+    logger: object = False,
+    callbacks: Sequence = (),
+    prefix_caching: bool = True,
+    vectorise: bool = True,
+) -> list[FitResult]:
+    """Train every arm for its seed, arms that can share one training loop as one ensemble.
+
+    The result equals ``[train_arm(a, ...) for a in arms]`` within float tolerance (each member
+    has its own init, labelled subset, batch order, BatchNorm statistics and best epoch; see
+    :func:`pipeline.transfer.fit.fit_ensemble`), at a fraction of the cost when arms group: the
+    paired seeds of one arm, the seeds of one trial, the fine-tuned points of a freeze-depth
+    curve. Arms group when they agree on everything but seed, init, learning rates and weight
+    decay. An arm with an objective that cannot be vectorised (``Objective.unvectorised``) or a
+    model with random layers trains alone (logged).
+
+    Args:
+        arms: The arms (their settings carry the seeds).
+        task: Target data and label budget.
+        factory: ``num_classes -> GroupedNet`` for the backbone.
+        source: The source model (its first ``arm.init_groups`` groups are copied).
+        trainer_kwargs: ``lightning.pytorch.Trainer`` arguments.
+        cache: Frozen-prefix cache shared across runs.
+        loggers: One Lightning logger (or False) per arm, receiving that arm's epoch metrics.
+        logger: A Lightning logger for each training loop (the mean over its members) or False.
+        callbacks: Extra Lightning callbacks, given to every training loop (so pass stateful
+            ones, such as a pruning callback, only for arms that form one ensemble).
+        prefix_caching: False always runs the whole network.
+        vectorise: False trains every arm alone (for checks and benchmarks).
+    """
+    loggers = list(loggers) if loggers is not None else [False] * len(arms)
+    members = [
+        _member(arm, task, factory, source, lg) for arm, lg in zip(arms, loggers, strict=True)
+    ]
+    groups: dict[object, list[int]] = {}
+    for i, (arm, member) in enumerate(zip(arms, members, strict=True)):
+        alone = not vectorise or bool(_alone(arm, member))
+        groups.setdefault(("alone", i) if alone else ensemble_key(member), []).append(i)
+    results: list[FitResult | None] = [None] * len(arms)
+    for index in groups.values():
+        fitted = fit_ensemble(
+            [members[i] for i in index],
+            tensors(task.target.splits["val"]),
+            trainer_kwargs=trainer_kwargs,
+            logger=logger,
+            callbacks=callbacks,
+            cache=cache,
+            prefix_caching=prefix_caching,
+        )
+        for i, result in zip(index, fitted, strict=True):
+            results[i] = result
+    return results
+
+
+def _member(
+    arm: Arm, task: TargetTask, factory: ModelFactory, source: SourceModel, logger: object
+) -> Member:
+    seed, k = arm.settings.seed, arm.settings.freeze_groups
     model = init_model(
         factory,
         task.target.num_classes,
@@ -99,25 +182,33 @@ def train_arm(
         init_groups=arm.init_groups,
         source_path=source.path,
     )
-    key = f"{source.weights_id}|init{arm.init_groups}|seed{seed}|n{task.labels_per_class}"
-    return fit(
-        model,
-        task.streams(seed),
-        tensors(task.target.splits["val"]),
-        arm.settings,
-        objectives=arm.objectives(),
-        trainer_kwargs=trainer_kwargs,
-        logger=logger,
-        callbacks=callbacks,
-        cache=cache,
-        cache_key=key,
-        prefix_caching=prefix_caching,
-    )
+    # The frozen prefix is the source's when every frozen group was copied from it (then all
+    # seeds share the validation prefix), else it depends on the seed's random init.
+    weights = source.weights_id if k <= arm.init_groups else f"init{arm.init_groups}|seed{seed}"
+    data = {"target": f"target|n{task.labels_per_class}|seed{seed}"}
+    streams = task.streams(seed)
+    keys = {n: (weights, data.get(n, n)) for n in [*streams, "val"]}
+    return Member(model, streams, arm.settings, arm.objectives(), logger, keys)
+
+
+def _alone(arm: Arm, member: Member) -> str:
+    """Why ``arm`` cannot join an ensemble (logged), or ""."""
+    for name, objective in (member.objectives or {}).items():
+        if reason := getattr(objective, "unvectorised", ""):
+            why = f"objective {name} ({type(objective).__name__}) {reason}"
+            break
+    else:
+        drops = random_layers(member.model)
+        why = f"layer {drops[0]} draws random numbers in training" if drops else ""
+    if why:
+        log.info("arm %s, seed %d trains alone: %s", arm.name, arm.settings.seed, why)
+    return why
 
 
 class TrainedAccuracy:
-    """``(arm, labels_per_class) -> accuracy`` on a target split of a freshly trained arm (what
-    the curves plot), sharing one frozen-prefix cache across every point.
+    """``(arms, labels_per_class) -> accuracies`` on a target split of freshly trained arms (what
+    the curves plot), sharing one frozen-prefix cache across every point; the arms of one call
+    train as ensembles where they can (:func:`train_arms`).
 
     Args:
         task: Target data (its label budget is replaced by each call's).
@@ -140,19 +231,21 @@ class TrainedAccuracy:
         self.trainer_kwargs, self.cache = trainer_kwargs, PrefixCache()
         self._tasks: dict[int, TargetTask] = {}
 
-    def __call__(self, arm: Arm, labels_per_class: int) -> float:
+    def __call__(self, arms: Sequence[Arm], labels_per_class: int) -> list[float]:
         from pipeline.models.predict import predict_logits
 
         if labels_per_class not in self._tasks:
             self._tasks[labels_per_class] = self.task.with_labels(labels_per_class)
-        task = self._tasks[labels_per_class]
-        result = train_arm(
-            arm,
-            task,
+        results = train_arms(
+            arms,
+            self._tasks[labels_per_class],
             self.factory,
             self.source,
             trainer_kwargs=self.trainer_kwargs,
             cache=self.cache,
         )
-        logits = predict_logits(result.model, self.x)
-        return float((logits.argmax(1) == self.y).float().mean())
+        accuracies = []
+        for result in results:
+            logits = predict_logits(result.model, self.x)
+            accuracies.append(float((logits.argmax(1) == self.y.to(logits.device)).float().mean()))
+        return accuracies

@@ -2,24 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pipeline.transfer.arms import Arm
 from pipeline.transfer.fit import FitResult
 from pipeline.tuning.space import Param
 
-TrainFn = Callable[..., FitResult]  # train(arm, logger=..., callbacks=...) -> result
+TrainFn = Callable[..., list[FitResult]]  # train(arms, logger=..., callbacks=...) -> results
 
 
 def trial_objective(
     params: list[Param],
-    arm_for: Callable[[dict], Arm],
+    arm_for: Callable[[dict], Arm | Sequence[Arm]],
     train: TrainFn,
     logger_for: Callable[[str], Any],
     run_tags: dict[str, str],
 ) -> Callable[[Any], float]:
     """An Optuna objective: suggest ``params``, train ``arm_for(values)``, return best val acc.
+
+    ``arm_for`` may give several arms (say, the trial's settings on several paired label
+    subsets): they train together, as one vectorised ensemble when they can, pruning sees their
+    mean validation accuracy per epoch and the objective is the mean of their best ones.
 
     Each trial is a nested MLflow run (its id is the trial's ``mlflow_run_id`` user attribute)
     holding the trial's params, per-epoch metrics, result and Optuna state, written through one
@@ -28,8 +32,10 @@ def trial_objective(
 
     Args:
         params: The search space.
-        arm_for: The primary arm with a trial's values applied (``{config key: value}``).
-        train: Trains an arm with a Lightning logger and callbacks.
+        arm_for: The primary arm with a trial's values applied (``{config key: value}``), or
+            several (one per seed).
+        train: Trains a list of arms with a Lightning logger and callbacks
+            (:func:`pipeline.transfer.train.train_arms`).
         logger_for: ``logger_for(run_id)``: a buffered Lightning logger writing into that run.
         run_tags: Tags of every trial run.
     """
@@ -38,7 +44,8 @@ def trial_objective(
 
     def objective(trial: Any) -> float:
         values = {p.key: p.suggest(trial) for p in params}
-        arm = arm_for(values)
+        arms = arm_for(values)
+        arms = [arms] if isinstance(arms, Arm) else list(arms)
         child = mlflow.start_run(
             run_name=f"trial-{trial.number}",
             nested=True,
@@ -50,16 +57,17 @@ def trial_objective(
         status, state = "FAILED", "FAIL"
         try:
             pruning = PyTorchLightningPruningCallback(trial, monitor="val/acc")
-            result = train(arm, logger=logger, callbacks=(pruning,))
+            results = train(arms, logger=logger, callbacks=(pruning,))
+            value = sum(r.best_val_acc for r in results) / len(results)
             logger.log_metrics(
                 {
-                    "best/val_acc": result.best_val_acc,
-                    "best/epoch": result.best_epoch,
-                    "seconds": result.seconds,
+                    "best/val_acc": value,
+                    "best/epoch": sum(r.best_epoch for r in results) / len(results),
+                    "seconds": sum(r.seconds for r in results),
                 }
             )
             status, state = "FINISHED", "COMPLETE"
-            return result.best_val_acc
+            return value
         except BaseException as err:
             if type(err).__name__ == "TrialPruned":
                 status, state = "KILLED", "PRUNED"

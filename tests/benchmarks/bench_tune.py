@@ -30,7 +30,7 @@ def main(n_trials: int = 20, overrides: list[str] | None = None) -> None:
     from pipeline.tracking.logger import run_logger
     from pipeline.transfer.prefix_cache import PrefixCache
     from pipeline.transfer.source import SourceModel
-    from pipeline.transfer.train import TargetTask, train_arm
+    from pipeline.transfer.train import TargetTask, train_arms
     from pipeline.tuning.objective import trial_objective
     from pipeline.tuning.study import run_trials
     from stages import _build as build
@@ -64,7 +64,7 @@ def main(n_trials: int = 20, overrides: list[str] | None = None) -> None:
         if fixed:
             s.enqueue_trial(fixed)
         train = partial(
-            train_arm,
+            train_arms,
             task=task,
             factory=factory,
             source=source,
