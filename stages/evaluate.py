@@ -40,7 +40,9 @@ STAGE = "evaluate"
 def add_curves(ev: Evaluation, cfg: DictConfig, task: TargetTask, factory, source) -> None:
     """The freeze-depth and label-efficiency curves (extra models, seeded like the arms)."""
     curves, seeds, groups = cfg.evaluate.curves, build.transfer_seeds(cfg), factory(2).num_groups
-    accuracy = TrainedAccuracy(task, factory, source, "test", build.trainer_kwargs(cfg, False))
+    accuracy = TrainedAccuracy(
+        task, factory, source, "test", build.trainer_kwargs(cfg, False), build.ensembles(cfg)
+    )
 
     def arm_for(name: str):
         return lambda seed: build.arm(cfg, name, groups, seed)

@@ -58,7 +58,11 @@ def run(cfg: DictConfig) -> dict:
         tags,
         data_path=paths.domain("target") / ARRAYS,
         tune_run_id=best.get("tune_run_id"),
-        fit_kwargs={"trainer_kwargs": build.trainer_kwargs(cfg, False), "cache": PrefixCache()},
+        fit_kwargs={
+            "trainer_kwargs": build.trainer_kwargs(cfg, False),
+            "cache": PrefixCache(),
+            "vectorise": build.ensembles(cfg),
+        },
     )
     with (
         mlflow.start_run(run_name=STAGE, experiment_id=experiment_id, tags=tags) as parent,

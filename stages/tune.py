@@ -17,23 +17,19 @@ from __future__ import annotations
 from functools import partial
 from pathlib import Path
 
-import mlflow
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline.data.store import load_domain
 from pipeline.errors import ConfigError
 from pipeline.tracking.lineage import flatten, stage_tags
-from pipeline.tracking.logger import run_logger
 from pipeline.tracking.store import repo_root
 from pipeline.transfer.prefix_cache import PrefixCache
 from pipeline.transfer.source import SourceModel
 from pipeline.transfer.train import TargetTask, train_arms
 from pipeline.tuning.objective import trial_objective
-from pipeline.tuning.report import best_trial_summary, write_study
 from pipeline.tuning.space import Param, parse_space
 from pipeline.tuning.storage import open_storage, redact
-from pipeline.tuning.study import open_study, parent_run, run_trials, study_name
 from stages import _build as build
 from stages._files import Layout, write_json
 from stages._shell import run_stage, stage_output, use_tracking
@@ -62,6 +58,8 @@ def validate(cfg: DictConfig, groups: int) -> list[Param]:
 
 def make_study(cfg: DictConfig, params: list[Param], weights_id: str, target_sha: str):
     """Open the study named by a digest of everything a trial's result depends on."""
+    from pipeline.tuning.study import open_study, study_name
+
     t = cfg.tune
     searched = {p.key.removeprefix("transfer.") for p in params}
     skip = searched | {"run", "seeds", "epochs", "baseline"}
@@ -93,6 +91,12 @@ def run(cfg: DictConfig) -> dict:
             (out / "plots").mkdir()
             write_json(out / "metrics.json", {"enabled": False})
         return {"enabled": False}
+    import mlflow  # MLflow, Optuna and Lightning load only when there is a study to run
+
+    from pipeline.tracking.logger import run_logger
+    from pipeline.tuning.report import best_trial_summary, write_study
+    from pipeline.tuning.study import parent_run, run_trials
+
     factory = build.model_factory(cfg)
     groups = build.num_groups(factory)
     params = validate(cfg, groups)
@@ -112,6 +116,7 @@ def run(cfg: DictConfig) -> dict:
         source=source,
         trainer_kwargs=build.trainer_kwargs(cfg, progress_bar=False),
         cache=PrefixCache(),
+        vectorise=build.ensembles(cfg),
     )
     logger_for = partial(
         run_logger, uri, cfg.tracking.experiment, buffered=True, flush_on_finalize=False

@@ -7,27 +7,27 @@ target, labelled source, unlabelled target), the loop draws one on-device batch 
 from __future__ import annotations
 
 import logging
-import math
 import tempfile
 import time
 import warnings
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import lightning.pytorch as L
 import torch
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
 from pipeline.data.streams import StackedBatches, StepBatches, Stream, stream_seed
 from pipeline.errors import ConfigError, TrainingError
 from pipeline.models.grouped import GroupedNet
 from pipeline.objectives import Objective
 from pipeline.objectives.cross_entropy import CrossEntropy
-from pipeline.transfer.module import TransferModule
 from pipeline.transfer.prefix_cache import PrefixCache
 from pipeline.transfer.settings import FitSettings, describe
 from pipeline.transfer.widen import WidenError, check_wide, link, unlink, widen
+
+if TYPE_CHECKING:  # Lightning loads at the first fit: stages that do not train never pay for it
+    from lightning.pytorch.callbacks import Callback
 
 log = logging.getLogger(__name__)
 
@@ -53,39 +53,6 @@ class FitResult:
     best_val_acc: float = float("nan")
     seconds: float = 0.0
     cached_prefix: bool = False
-
-
-class BestWeights(Callback):
-    """Keeps an in-memory copy of every member's weights at its best validation accuracy.
-
-    Hand-written because ``ModelCheckpoint`` must write a file per improvement; for the many
-    small target runs that cost more than an epoch of training. Stages that need a checkpoint file
-    (pretrain) pass ``checkpoint_dir`` to :func:`fit` and get ``ModelCheckpoint``.
-    """
-
-    def __init__(self, members: int) -> None:
-        self.best = [-math.inf] * members
-        self.state: list[dict | None] = [None] * members
-
-    def on_validation_end(self, trainer: L.Trainer, module: TransferModule) -> None:
-        for i, metrics in enumerate(module.member_metrics):
-            if metrics["val/acc"] > self.best[i]:
-                self.best[i] = metrics["val/acc"]
-                state = module.members[i].state_dict()
-                self.state[i] = {k: v.detach().clone() for k, v in state.items()}
-
-
-class EpochHistory(Callback):
-    """Collects every member's epoch metrics and its share of the elapsed wall time."""
-
-    def __init__(self, members: int) -> None:
-        self.rows: list[list[dict]] = [[] for _ in range(members)]
-        self.t0 = time.perf_counter()
-
-    def on_train_epoch_end(self, trainer: L.Trainer, module: TransferModule) -> None:
-        seconds = (time.perf_counter() - self.t0) / len(self.rows)
-        for rows, metrics in zip(self.rows, module.member_metrics, strict=True):
-            rows.append({"epoch": trainer.current_epoch, "seconds": seconds, **metrics})
 
 
 def device_of(accelerator: str) -> torch.device:
@@ -220,6 +187,11 @@ def fit_ensemble(
         ConfigError: An objective reads a stream that was not given, or needs labels it lacks.
         ValueError: The members cannot share one loop (see ``members``).
     """
+    import lightning.pytorch as L
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from pipeline.transfer.module import BestWeights, EpochHistory, TransferModule
+
     if checkpoint_dir is not None and len(members) > 1:
         raise ValueError("checkpoint_dir is for a single network")
     keys = {ensemble_key(m) for m in members}

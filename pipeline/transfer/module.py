@@ -1,14 +1,17 @@
-"""The LightningModule that trains one network, or an ensemble of them, on a sum of objectives."""
+"""The LightningModule that trains one network, or an ensemble of them, on a sum of objectives,
+and the callbacks that keep each member's history and best weights."""
 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 from itertools import chain
 
 import lightning.pytorch as L
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.callbacks import Callback
 from torch import nn
 
 from pipeline.errors import TrainingError
@@ -232,3 +235,36 @@ class TransferModule(L.LightningModule):
                 torch.nn.utils.clip_grad_value_(params, gradient_clip_val)
             else:
                 torch.nn.utils.clip_grad_norm_(params, gradient_clip_val)
+
+
+class BestWeights(Callback):
+    """Keeps an in-memory copy of every member's weights at its best validation accuracy.
+
+    Hand-written because ``ModelCheckpoint`` must write a file per improvement; for the many
+    small target runs that cost more than an epoch of training. Stages that need a checkpoint file
+    (pretrain) pass ``checkpoint_dir`` to :func:`pipeline.transfer.fit.fit` and get ``ModelCheckpoint``.
+    """
+
+    def __init__(self, members: int) -> None:
+        self.best = [-math.inf] * members
+        self.state: list[dict | None] = [None] * members
+
+    def on_validation_end(self, trainer: L.Trainer, module: TransferModule) -> None:
+        for i, metrics in enumerate(module.member_metrics):
+            if metrics["val/acc"] > self.best[i]:
+                self.best[i] = metrics["val/acc"]
+                state = module.members[i].state_dict()
+                self.state[i] = {k: v.detach().clone() for k, v in state.items()}
+
+
+class EpochHistory(Callback):
+    """Collects every member's epoch metrics and its share of the elapsed wall time."""
+
+    def __init__(self, members: int) -> None:
+        self.rows: list[list[dict]] = [[] for _ in range(members)]
+        self.t0 = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module: TransferModule) -> None:
+        seconds = (time.perf_counter() - self.t0) / len(self.rows)
+        for rows, metrics in zip(self.rows, module.member_metrics, strict=True):
+            rows.append({"epoch": trainer.current_epoch, "seconds": seconds, **metrics})

@@ -216,6 +216,7 @@ class TrainedAccuracy:
         source: The source model.
         split: The target split scored.
         trainer_kwargs: ``lightning.pytorch.Trainer`` arguments.
+        vectorise: False trains every arm alone.
     """
 
     def __init__(
@@ -225,8 +226,9 @@ class TrainedAccuracy:
         source: SourceModel,
         split: str = "test",
         trainer_kwargs: dict | None = None,
+        vectorise: bool = True,
     ) -> None:
-        self.task, self.factory, self.source = task, factory, source
+        self.task, self.factory, self.source, self.vectorise = task, factory, source, vectorise
         self.x, self.y = tensors(task.target.splits[split])
         self.trainer_kwargs, self.cache = trainer_kwargs, PrefixCache()
         self._tasks: dict[int, TargetTask] = {}
@@ -243,6 +245,7 @@ class TrainedAccuracy:
             self.source,
             trainer_kwargs=self.trainer_kwargs,
             cache=self.cache,
+            vectorise=self.vectorise,
         )
         accuracies = []
         for result in results:
