@@ -25,3 +25,27 @@ def test_the_library_never_imports_the_stages_or_hydra():
 def test_stage_entry_points_read_on_one_screen():
     for path in (REPO / "stages").glob("[!_]*.py"):
         assert len(path.read_text().splitlines()) <= 160, path.name
+
+
+def test_stages_that_do_not_train_never_load_lightning_or_optuna(tmp_path):
+    """Start-up is the cost of a stage that has nothing to train: Lightning and Optuna load only
+    where a fit or a study runs (a skipped tune writes its outputs without them)."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from omegaconf import OmegaConf\n"
+        "from stages._shell import compose_conf\n"
+        "from stages import prepare, tune\n"
+        "tune.run(OmegaConf.create(compose_conf(['tune.enabled=false'])))\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'lightning', 'optuna', 'mlflow'}))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, env=env
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split("\n")[-2] == "['mlflow']"  # prepare logs to MLflow; nothing else
+    assert (tmp_path / "outputs/tune/best.yaml").exists()
