@@ -5,8 +5,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import Logger
 from torch import nn
 
+from pipeline.data.images.transforms import RandomShift
 from pipeline.data.store import load_domain
 from pipeline.models.grouped import GroupedNet
 from pipeline.models.small_cnn import small_cnn
@@ -20,19 +23,9 @@ from pipeline.transfer.train import TargetTask, train_arm, train_arms
 from pipeline.transfer.widen import WidenError, check_wide, link, widen
 from stages import _build as build
 from tests.conftest import compose
+from tests.test_transfer import QUIET, _data, _source_state
 
-QUIET = {"enable_progress_bar": False}
 SEEDS = (0, 1, 2)
-
-
-def _data(n, seed):
-    g = torch.Generator().manual_seed(seed)
-    return torch.randn(n, 1, 16, 16, generator=g), torch.randint(0, 10, (n,), generator=g)
-
-
-def _source_state():
-    torch.manual_seed(123)
-    return small_cnn(10, width=8).state_dict()
 
 
 def _model(seed, factory=lambda c: small_cnn(c, width=8)):
@@ -53,21 +46,23 @@ def _max_diff(a: nn.Module, b: nn.Module) -> float:
 
 
 @pytest.mark.parametrize(
-    ("k", "vectorise", "trainer"),
+    ("k", "vectorise", "trainer", "augment"),
     [
-        (0, True, {}),
-        (2, True, {}),  # cached frozen prefix, shared validation prefix
-        (4, True, {}),  # linear probe on cached features
-        (0, False, {}),  # members one after another in one loop: bitwise the same
-        (0, True, {"gradient_clip_val": 0.05}),  # clipped per member, not over the ensemble
+        (0, True, {}, None),
+        (2, True, {}, None),  # cached frozen prefix, shared validation prefix
+        (4, True, {}, None),  # linear probe on cached features
+        (1, True, {}, RandomShift(1)),  # each member's own random shifts; frozen group runs
+        (0, False, {}, None),  # members one after another in one loop: bitwise the same
+        (0, True, {"gradient_clip_val": 0.05}, None),  # clipped per member, not over the ensemble
     ],
 )
-def test_ensemble_training_equals_training_each_member_alone(k, vectorise, trainer):
+def test_ensemble_training_equals_training_each_member_alone(k, vectorise, trainer, augment):
     val = _data(40, 99)
     train = {s: _data(24, 10 + s) for s in SEEDS}
     kw = {**QUIET, **trainer}
-    alone = [fit(_model(s), train[s], val, _settings(s, k), trainer_kwargs=kw) for s in SEEDS]
-    members = [Member(_model(s), train[s], _settings(s, k)) for s in SEEDS]
+    settings = {s: _settings(s, k, augment=augment) for s in SEEDS}
+    alone = [fit(_model(s), train[s], val, settings[s], trainer_kwargs=kw) for s in SEEDS]
+    members = [Member(_model(s), train[s], settings[s]) for s in SEEDS]
     together = fit_ensemble(members, val, trainer_kwargs=kw, vectorise=vectorise)
     for a, b in zip(alone, together, strict=True):
         assert a.best_epoch == b.best_epoch
@@ -77,7 +72,7 @@ def test_ensemble_training_equals_training_each_member_alone(k, vectorise, train
             )
         # weights and BatchNorm statistics, member by member
         assert _max_diff(a.model, b.model) < (1e-5 if vectorise else 1e-12)
-        assert a.cached_prefix == b.cached_prefix == (k > 0)
+        assert a.cached_prefix == b.cached_prefix == (k > 0 and augment is None)
 
 
 def test_frozen_groups_keep_the_source_statistics_in_every_member():
@@ -97,9 +92,15 @@ def test_frozen_groups_keep_the_source_statistics_in_every_member():
 
 
 def test_each_member_logs_its_own_metrics_and_the_loop_logs_their_mean():
-    class Sink:
+    class Sink(Logger):
+        name, version = "sink", 0
+
         def __init__(self):
-            self.rows = []
+            super().__init__()
+            self.rows, self.status = [], None
+
+        def log_hyperparams(self, params, *args, **kwargs):
+            pass
 
         def log_metrics(self, metrics, step=None):
             self.rows.append(dict(metrics))
@@ -107,15 +108,27 @@ def test_each_member_logs_its_own_metrics_and_the_loop_logs_their_mean():
         def finalize(self, status):
             self.status = status
 
-    sinks = [Sink() for _ in SEEDS]
+    class Monitor(Callback):  # what a pruning callback sees: the members' mean
+        def __init__(self):
+            self.seen = []
+
+        def on_validation_end(self, trainer, module):
+            self.seen.append(float(trainer.callback_metrics["val/acc"]))
+
+    sinks, whole, monitor = [Sink() for _ in SEEDS], Sink(), Monitor()
     members = [
         Member(_model(s), _data(24, 10 + s), _settings(s, 0), logger=sink)
         for s, sink in zip(SEEDS, sinks, strict=True)
     ]
-    results = fit_ensemble(members, _data(40, 99), trainer_kwargs=QUIET)
+    results = fit_ensemble(
+        members, _data(40, 99), trainer_kwargs=QUIET, logger=whole, callbacks=[monitor]
+    )
     for sink, result in zip(sinks, results, strict=True):
         assert [r["val/acc"] for r in sink.rows] == [h["val/acc"] for h in result.history]
         assert sink.status == "success"
+    means = [sum(r.history[e]["val/acc"] for r in results) / 3 for e in range(3)]
+    assert monitor.seen == pytest.approx(means)
+    assert [r["val/acc"] for r in whole.rows] == pytest.approx(means)
 
 
 class _ChannelFlip(nn.Module):
@@ -198,3 +211,66 @@ def test_train_arms_equals_train_arm_per_arm_and_groups_what_can_share_a_loop(
             [h["val/acc"] for h in b.history], [h["val/acc"] for h in a.history]
         )
         assert _max_diff(a.model, b.model) < 1e-4, arm.name  # L2-SP pulls each to its own w0
+
+
+def test_transfer_stage_keeps_one_mlflow_run_per_arm_and_seed(workspace):
+    import json
+
+    from mlflow import MlflowClient
+
+    from stages import transfer, tune
+
+    cfg = compose("tune.enabled=false", "transfer.run=[scratch,freeze_k,l2sp]", "transfer.seeds=3")
+    tune.run(cfg)
+    transfer.run(cfg)
+    index = json.loads(Path("outputs/transfer/models/index.json").read_text())
+    client = MlflowClient()
+    runs = {(r["arm"], r["seed"]): client.get_run(r["run_id"]) for r in index["runs"]}
+    assert set(runs) == {(a, s) for a in ("scratch", "freeze_k", "l2sp") for s in (0, 1, 2)}
+    for (arm, seed), run in runs.items():
+        assert run.info.status == "FINISHED" and run.info.run_name == f"{arm}-seed{seed}"
+        assert run.data.tags["mlflow.parentRunId"] == index["run_id"]
+        assert run.data.tags["graftlab.seed"] == str(seed)
+        assert run.data.params["arm"] == arm
+        assert len(client.get_metric_history(run.info.run_id, "val/acc")) == cfg.transfer.epochs
+    losses = {
+        s: tuple(
+            m.value for m in client.get_metric_history(runs["l2sp", s].info.run_id, "train/loss")
+        )
+        for s in (0, 1, 2)
+    }
+    assert len(set(losses.values())) == 3  # each seed logged its own curve
+
+
+def test_a_diverging_ensemble_ends_every_seed_run_failed(workspace):
+    import math
+
+    from mlflow import MlflowClient
+
+    from pipeline.data.store import save_domain
+    from pipeline.errors import TrainingError
+    from stages import transfer, tune
+
+    folder = Path("outputs/prepare/target")
+    domain = load_domain(folder)
+    domain.splits["train"].x[:] = math.nan  # every seed's labelled images
+    save_domain(domain, folder)
+    cfg = compose("tune.enabled=false", "transfer.run=[scratch,freeze_k]")
+    tune.run(cfg)
+    with pytest.raises(TrainingError, match=r"NaN/inf in epoch 0 \(seed 0\)"):
+        transfer.run(cfg)
+    client = MlflowClient()
+    exp = client.get_experiment_by_name("graftlab")
+    (parent,) = client.search_runs(
+        [exp.experiment_id],
+        "attributes.run_name = 'transfer'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    children = client.search_runs(
+        [exp.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'"
+    )
+    assert parent.info.status == "FAILED"
+    assert len(children) == 2 * cfg.transfer.seeds
+    assert {c.info.status for c in children} == {"FAILED"}
+    assert not Path("outputs/transfer").exists()

@@ -19,7 +19,7 @@ from pipeline.models.grouped import GroupedNet
 from pipeline.objectives import Objective, StepOutputs
 from pipeline.transfer.freezing import freeze, keep_frozen_eval
 from pipeline.transfer.settings import FitSettings
-from pipeline.transfer.widen import to_wide
+from pipeline.transfer.widen import link, to_wide
 
 Batch = dict[str, tuple[torch.Tensor, torch.Tensor | None]]
 
@@ -81,6 +81,12 @@ class TransferModule(L.LightningModule):
         self._sums = torch.zeros(s, 3)
         self._val_sums = torch.zeros(s, 3)
         self.member_metrics: list[dict[str, float]] = []
+
+    def on_fit_start(self) -> None:
+        # Lightning may have moved or cast the members (device, "bf16-true"), which gives them
+        # new BatchNorm buffers: make them views of the wide network's again
+        if self.wide is not None:
+            link(self.wide)
 
     def train(self, mode: bool = True) -> TransferModule:
         # Lightning calls .train() on the whole module at every epoch; frozen groups must stay in

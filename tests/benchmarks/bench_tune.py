@@ -108,7 +108,7 @@ def main(n_trials: int = 20, overrides: list[str] | None = None) -> None:
     for (caching, pruning), (seconds, best, pruned, epochs) in rows:
         name = f"caching={'on' if caching else 'off'}, pruning={'on' if pruning else 'off'}"
         print(f"{name:<28}{seconds:>9.1f}{seconds / one:>7.2f}{best:>14.3f}{pruned:>8}{epochs:>8}")
-    print(f"(goal: a {n_trials}-trial study <= 5x one full trial; a naive search is ~{n_trials}x)")
+    print(f"(goal: a {n_trials}-trial study <= 3x one full trial; a naive search is ~{n_trials}x)")
 
 
 if __name__ == "__main__":
