@@ -8,8 +8,8 @@
    stage's batch (8 per member) and a validation pass (200 images), against one model.
 2. S paired seeds of one arm through :func:`pipeline.transfer.fit.fit_ensemble` against one seed
    through the same function, at the transfer stage's setting (1 label per class, batch 8, 40
-   epochs, validation every epoch), for a fine-tuned (k=0) and a frozen-prefix (k=2) arm, and
-   with the members run one after another in the same loop.
+   epochs, validation every epoch), for a fine-tuned (k=0), a frozen-prefix (k=2) and a
+   linear-probe (k=4) arm, and with the members run one after another in the same loop.
 
 Interleaved runs, best of five, in one process; on a shared machine the numbers are rough.
 """
@@ -168,7 +168,7 @@ def paired_seeds(s: int) -> None:
         return time.perf_counter() - t0
 
     print(f"{s} paired seeds of one arm vs one seed (1 label/class, batch 8, 40 epochs):")
-    for k in (0, 2):
+    for k in (0, 2, 4):
         run(k, 1)  # warm-up
         one, wide, loop = [], [], []
         for _ in range(REPEATS):
