@@ -11,11 +11,13 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline.data.domain import Domain
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, GraftlabError
 from pipeline.objectives import Objective
+from pipeline.progress import interactive
 from pipeline.transfer.arms import Arm, ModelFactory
 from pipeline.transfer.freezing import resolve_depth
 from pipeline.transfer.settings import FitSettings
+from pipeline.transfer.train import TargetTask
 
 _FACTORIES = ("optimizer", "scheduler", "augment")
 SHARED_KEYS = set(FitSettings.__dataclass_fields__) - {"seed", "section"}
@@ -38,7 +40,7 @@ def instantiate(cfg: DictConfig | dict, key: str, node: object = None, **kwargs:
         return hydra_instantiate(node, _convert_="all", **kwargs)
     except InstantiationException as err:
         cause = err.__cause__
-        if isinstance(cause, ConfigError):
+        if isinstance(cause, GraftlabError):  # e.g. a loader's DataError naming its file
             raise cause from None
         if isinstance(cause, ValueError | TypeError):
             allowed = f"valid settings for {node['_target_']} ({cause})"
@@ -52,9 +54,15 @@ def build_domain(cfg: DictConfig, which: str) -> Domain:
     return instantiate(cfg, f"data.{which}", seed=cfg.seed)
 
 
-def model_factory(cfg: DictConfig) -> ModelFactory:
-    """``num_classes -> GroupedNet`` for the configured backbone."""
-    factory = partial(instantiate, cfg, "model")
+def model_factory(cfg: DictConfig, pretrained: bool = False) -> ModelFactory:
+    """``num_classes -> GroupedNet`` for the configured backbone.
+
+    ``model.weights`` (a pretrained file) only initialise the source model (``pretrained``):
+    every target arm starts from the source model's groups or, like ``scratch``, from a seeded
+    random init, never from the file (whose folder's config still sets the architecture).
+    """
+    skip = {} if pretrained or "weights" not in cfg.model else {"load_weights": False}
+    factory = partial(instantiate, cfg, "model", **skip)
     return lambda num_classes: factory(num_classes=num_classes)
 
 
@@ -69,6 +77,8 @@ def trainer_kwargs(cfg: DictConfig, progress_bar: bool | None = None) -> dict:
     kw.pop("ensembles", None)
     if progress_bar is not None:
         kw["enable_progress_bar"] = progress_bar
+    elif kw.get("enable_progress_bar") is None:  # null: bars only on a terminal, not in logs
+        kw["enable_progress_bar"] = interactive()
     return kw
 
 
@@ -141,6 +151,7 @@ def arm(cfg: DictConfig, name: str, groups: int, seed: int) -> Arm:
         merged["freeze_groups"], groups, f"{where}.freeze_groups"
     )
     where = "transfer" if "objectives" not in spec else f"transfer.arms.{name}"
+    recipe = dict(merged)
     make = objectives_factory(merged.pop("objectives"), f"{where}.objectives")
     merged |= _factories(merged, section)
     try:
@@ -149,19 +160,20 @@ def arm(cfg: DictConfig, name: str, groups: int, seed: int) -> Arm:
         field = err.key.rpartition(".")[2]
         where = f"transfer.arms.{name}" if field in spec else "transfer"
         raise ConfigError(f"{where}.{field}", err.value, err.allowed) from None
-    return Arm(name, init_groups, settings, make)
+    return Arm(name, init_groups, settings, make, recipe)
 
 
-def trial_arm(cfg: DictConfig, groups: int) -> Callable[[dict], Arm]:
-    """The primary arm for the config with a trial's ``{key: value}`` applied, trained for
-    ``tune.epochs``."""
+def trial_arm(cfg: DictConfig, groups: int) -> Callable[[dict, int], Arm]:
+    """The primary arm for the config with a trial's ``{key: value}`` applied, for a seed,
+    trained for ``tune.epochs`` (or the trial's ``transfer.epochs`` when the space searches it)."""
 
-    def arm_for(values: dict) -> Arm:
+    def arm_for(values: dict, seed: int) -> Arm:
         trial_cfg = cfg.copy()
         for key, value in values.items():
             OmegaConf.update(trial_cfg, key, value)
-        built = arm(trial_cfg, cfg.transfer.primary, groups, int(cfg.seed))
-        settings = dataclasses.replace(built.settings, epochs=int(cfg.tune.epochs))
+        built = arm(trial_cfg, cfg.transfer.primary, groups, seed)
+        epochs = int(values.get("transfer.epochs", cfg.tune.epochs))
+        settings = dataclasses.replace(built.settings, epochs=epochs)
         return dataclasses.replace(built, settings=settings)
 
     return arm_for
@@ -181,6 +193,13 @@ def arm_names(cfg: DictConfig) -> list[str]:
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise ConfigError("transfer.seeds", seeds, "an integer >= 1")
     return names
+
+
+def target_task(cfg: DictConfig, target: Domain, source_data: Domain | None = None) -> TargetTask:
+    """The target under the configured label budget (``data.labels_per_class`` train and
+    ``data.val_per_class`` validation images per class, drawn per seed)."""
+    val = cfg.data.get("val_per_class")
+    return TargetTask(target, cfg.data.labels_per_class, val, source_data)
 
 
 def transfer_seeds(cfg: DictConfig) -> list[int]:

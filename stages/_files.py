@@ -18,6 +18,10 @@ from pipeline.errors import GraftlabError
 
 # Files other stages read, relative to their stage's folder.
 SOURCE_MODEL, BEST, INDEX, HISTORY = "model", "best.yaml", "models/index.json", "history.csv"
+PREDICTIONS = "models/predictions.safetensors"  # transductive: per-epoch test-input predictions
+# The prepare run's id sits beside the domain folders, not in them: a new run id in a domain
+# folder would change its hash and re-run every stage downstream of data that did not change.
+PREPARE_IDS = "mlflow.json"
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,11 @@ class Layout:
         return self.prepare / role
 
     @property
+    def prepare_ids(self) -> Path:
+        """The prepare run's ids and the digests of the data it wrote."""
+        return self.prepare / PREPARE_IDS
+
+    @property
     def source_model(self) -> Path:
         return self.pretrain / SOURCE_MODEL
 
@@ -58,6 +67,14 @@ class Layout:
 def write_json(path: Path, obj: object) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def read_ids(path: Path) -> dict:
+    """MLflow ids a stage left (for links only: ``{}`` when missing or unreadable)."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 def read_json(path: Path) -> dict:

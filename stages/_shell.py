@@ -6,7 +6,6 @@ stages.params``), never ``@hydra.main``: under DVC that would silently drop ``-S
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import sys
@@ -135,12 +134,7 @@ def run_stage(
     try:
         cfg = load_config(sys.argv[1:] if argv is None else argv)
         fix_threads(cfg.trainer.get("threads"))  # never follows other processes: same numbers
-        metrics = run(cfg)
+        run(cfg)  # prints its own summary line; evaluate's says where the report and run are
     except GraftlabError as err:
         print(f"error in stage {stage}: {err}", file=sys.stderr)
         sys.exit(2)
-    logging.getLogger(stage).info("%s done: %s", stage, json.dumps(_headline(metrics)))
-
-
-def _headline(metrics: dict) -> dict:
-    return {k: v for k, v in metrics.items() if not isinstance(v, dict | list)}

@@ -1,22 +1,30 @@
 """prepare: build the source and target datasets at one resolution and normalisation.
 
-Reads params: seed, data.source, data.target, paths.
-Writes <paths.prepare>/{source,target}/: arrays.safetensors (train/val[/test] splits), card.json
-(class counts, split sizes, sha256 digests, recipe) and mlflow.json (the run that made them).
-Image domains are normalised per channel with the source training split's statistics.
+Reads params: seed, data, model (its pretrained input, when data.image_size/normalize say
+`model`), paths.
+Writes <paths.prepare>/{source,target}/: arrays.safetensors (train/val[/test] splits) and card.json
+(class counts, split sizes, sha256 digests, recipe); <paths.prepare>/mlflow.json: the run that made
+them and their digests (outside the domain folders, so a target-only change leaves the source
+folder byte-identical and pretrain is not re-run).
+Image domains are converted to data.channels and normalised per channel (data.normalize: the source
+training split's statistics, or the model's own). Image datasets read from disk are decoded once
+into <paths.decoded> (a DVC output kept between runs); entries this run did not use are removed.
 """
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 import mlflow
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline.data.images.transforms import channel_stats, normalize
+from pipeline.data.images.decode import DecodeCache
 from pipeline.data.store import ARRAYS, save_domain
 from pipeline.tracking.datasets import log_card_inputs
 from pipeline.tracking.lineage import flatten, stage_tags
-from stages._build import build_domain
-from stages._files import Layout, write_json
+from stages._data import prepared_domains
+from stages._files import PREPARE_IDS, Layout, write_json
 from stages._shell import run_stage, stage_output, use_tracking
 
 STAGE = "prepare"
@@ -24,10 +32,8 @@ STAGE = "prepare"
 
 def run(cfg: DictConfig) -> dict:
     paths = Layout.of(cfg)
-    source, target = build_domain(cfg, "source"), build_domain(cfg, "target")
-    if source.modality == target.modality == "image":
-        mean, std = channel_stats(source)
-        source, target = normalize(source, mean, std), normalize(target, mean, std)
+    started = time.time()
+    source, target = prepared_domains(cfg)
     _, experiment_id = use_tracking(cfg)
     params = {"seed": cfg.seed, "data": OmegaConf.to_container(cfg.data, resolve=True)}
     with (
@@ -37,17 +43,21 @@ def run(cfg: DictConfig) -> dict:
         stage_output(paths.prepare) as out,
     ):
         mlflow.log_params(flatten(params))
-        metrics = {}
+        metrics, ids = {}, {"run_id": r.info.run_id, "experiment_id": experiment_id}
         for role, domain in (("source", source), ("target", target)):
             card = save_domain(domain, out / role)
             arrays = paths.domain(role) / ARRAYS  # logged with its final path, not the temp one
             log_card_inputs(card, arrays, {s: f"{role}-{s}" for s in card["splits"]})
             mlflow.log_dict(card, f"data_cards/{role}.json")
             mlflow.set_tag(f"graftlab.{role}_sha256", card["sha256"])
-            write_json(out / role / "mlflow.json", {"run_id": r.info.run_id})
+            ids[f"{role}_sha256"] = card["sha256"]
             for split, info in card["splits"].items():
                 metrics[f"{role}.{split}_size"] = info["size"]
         mlflow.log_metrics(metrics)
+        write_json(out / PREPARE_IDS, ids)
+    DecodeCache(Path(cfg.paths.decoded)).prune(started)
+    Path(cfg.paths.decoded).mkdir(parents=True, exist_ok=True)  # a DVC output, even if empty
+    print(f"prepare: {source.name} and {target.name} in {paths.prepare}")
     return metrics
 
 

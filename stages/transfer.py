@@ -6,43 +6,56 @@ the shared transfer settings when tuning is on).
 Writes <paths.transfer>/models/ (<arm>/seed<s>.safetensors and index.json with the MLflow run and
 LoggedModel of each), metrics.json (validation accuracy per arm) and history.csv (per-epoch
 validation accuracy of every run).
+Transductive setting (-S setting=transductive, stages/_setting.py): the target is read without any
+label, the arms train on labelled source + unlabelled target, validators score every epoch
+(history.csv columns val_<name>) and choose the stopping epoch; models/predictions.safetensors
+holds each run's per-epoch predicted classes on the target test inputs (scored in evaluate).
 Seeds are paired: seed s gives every arm the same labelled subset and the same random init.
+Inductively the arms train at once, as vectorised ensembles of their paired seeds (and of arms
+that differ only in init and learning rates), each seed still its own MLflow run.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import mlflow
 import numpy as np
 from mlflow.entities import LoggedModelInput
 from omegaconf import DictConfig, OmegaConf
+from safetensors.numpy import save_file
 
-from pipeline.data.store import ARRAYS, load_domain
-from pipeline.tracking.arm_runs import ArmRunner
+from pipeline.data.store import ARRAYS
+from pipeline.progress import track
+from pipeline.tracking.arm_runs import ArmRunner, describe_transfer
 from pipeline.tracking.lineage import flatten, stage_tags
 from pipeline.transfer.prefix_cache import PrefixCache
 from pipeline.transfer.source import SourceModel
-from pipeline.transfer.train import TargetTask
 from stages import _build as build
-from stages._files import INDEX, Layout, write_csv, write_json
+from stages import _setting as setting
+from stages._files import INDEX, PREDICTIONS, Layout, write_csv, write_json
 from stages._shell import run_stage, stage_output, use_tracking
 
 STAGE = "transfer"
+log = logging.getLogger(STAGE)
 
 
 def run(cfg: DictConfig) -> dict:
     paths = Layout.of(cfg)
-    target = load_domain(paths.domain("target"))
+    task = setting.target_task(cfg, paths)
     source = SourceModel.load(paths.source_model)
     cfg, best = build.tuned_config(cfg, paths.best)
     names = build.arm_names(cfg)
     factory = build.model_factory(cfg)
     groups = build.num_groups(factory)
-    labels, seeds = cfg.data.labels_per_class, build.transfer_seeds(cfg)
-    arms = [build.arm(cfg, n, groups, s) for n in names for s in seeds]
-    task = TargetTask(target, labels)
-    task.labelled_index(seeds[0])  # checks the label budget before any training
+    labels, seeds = task.labels_per_class, build.transfer_seeds(cfg)
+    arms = [build.arm(cfg, n, groups, s) for s in seeds for n in names]
+    if not setting.transductive(cfg):  # the label budget, checked before any training
+        task.labelled_index(seeds[0]), task.validation_index(seeds[0])
+    for arm in arms[: len(names)]:
+        task.check(arm)  # every stream an arm reads is there, before any training
+    callbacks = setting.epoch_scores(cfg, task)
     uri, experiment_id = use_tracking(cfg)
     tags = {
         **stage_tags(STAGE, "."),
@@ -63,7 +76,9 @@ def run(cfg: DictConfig) -> dict:
             "cache": PrefixCache(),
             "vectorise": build.ensembles(cfg),
         },
+        source_path=paths.domain("source") / ARRAYS if task.source_data else None,
     )
+    rows, history, predictions = [], [], {}
     with (
         mlflow.start_run(run_name=STAGE, experiment_id=experiment_id, tags=tags) as parent,
         stage_output(paths.transfer) as out,
@@ -72,14 +87,40 @@ def run(cfg: DictConfig) -> dict:
         mlflow.log_params(flatten({"transfer": transfer, "labels_per_class": labels}))
         mlflow.log_text(OmegaConf.to_yaml(cfg), "config.yaml")
         mlflow.log_input(model=LoggedModelInput(source.ids["model_id"]))
-        # all arms at once: the paired seeds of an arm (and arms that differ only in init and
-        # learning rates) train as one vectorised ensemble, each seed in its own MLflow run
-        paths = [Path("models", a.name, f"seed{a.settings.seed}.safetensors") for a in arms]
-        rows, history = runner(arms, out, paths)
+        trained: dict[str, tuple[dict, list]] = {}  # fingerprint -> the run that trained it
+        unique = {}  # validators score one network per fit: transductive runs one by one below
+        if setting.transductive(cfg) and build.ensembles(cfg):
+            log.info("transductive: validators score one network per fit; seeds train one by one")
+        for arm in [] if setting.transductive(cfg) else arms:
+            unique.setdefault(arm.fingerprint(groups), arm)
+        ensembles = runner.many(
+            list(unique.values()), out, [model_path(a) for a in unique.values()]
+        )
+        ran = dict(zip(unique, ensembles, strict=True))
+        for arm in track(arms, STAGE, lambda a: f"{a.name} seed {a.settings.seed}"):
+            key = arm.fingerprint(groups)
+            if key in trained:  # e.g. freeze_k at k=0 is finetune: train once, report both
+                row, rows_h = trained[key]
+                log.warning("%s trains the same model as %s: trained once", arm.name, row["arm"])
+                rows.append({**row, "arm": arm.name, "same_as": row["arm"]})
+                history += [{**h, "arm": arm.name} for h in rows_h]
+                seed = arm.settings.seed
+                if f"{row['arm']}/seed{seed}" in predictions:
+                    predictions[f"{arm.name}/seed{seed}"] = predictions[f"{row['arm']}/seed{seed}"]
+                continue
+            scores = [] if key in ran else callbacks()
+            trained[key] = row, rows_h = ran.get(key) or runner(arm, out, model_path(arm), scores)
+            rows.append(row)
+            history += rows_h
+            for cb in scores:  # per-epoch predictions on the unlabelled target test inputs
+                predictions[f"{arm.name}/seed{arm.settings.seed}"] = np.stack(cb.predictions)
         metrics = {
             n: {"val_acc": float(np.mean([r["best_val_acc"] for r in rows if r["arm"] == n]))}
             for n in names
         }
+        for n in names:  # the validator's score at the kept epochs (transductive)
+            if scores := [r["best_score"] for r in rows if r["arm"] == n and r.get("best_score")]:
+                metrics[n]["score"] = float(np.mean(scores))
         metrics |= {"labels_per_class": labels, "seeds": len(seeds)}
         index = {
             "run_id": parent.info.run_id,
@@ -88,14 +129,25 @@ def run(cfg: DictConfig) -> dict:
             "primary": cfg.transfer.primary,
             "baseline": cfg.transfer.baseline,
             "labels_per_class": labels,
+            "val_per_class": task.val_per_class,
             "num_groups": groups,
             "source": source.ids,
             "tune_run_id": best.get("tune_run_id"),
+            "setting": setting.name(cfg),
         }
+        if predictions:
+            save_file(predictions, str(out / PREDICTIONS))
         write_json(out / INDEX, index)
         write_json(out / "metrics.json", metrics)
         write_csv(out / "history.csv", history)
+        describe_transfer(experiment_id, names, len(seeds), source.ids, best.get("tune_run_id"))
+    accs = ", ".join(f"{n} {metrics[n]['val_acc']:.3f}" for n in names)
+    print(f"transfer: val_acc {accs} (mean of {len(seeds)} seeds); models in {paths.transfer}")
     return metrics
+
+
+def model_path(arm) -> Path:
+    return Path("models", arm.name, f"seed{arm.settings.seed}.safetensors")
 
 
 def main() -> None:

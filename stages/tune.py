@@ -6,9 +6,11 @@ Writes <paths.tune>/best.yaml (the best trial's config overrides, read by transf
 plots/*.png and metrics.json.
 
 Trials train the primary arm on the seed's labelled target subset and are scored on the target
-validation split only (never test). The study lives in ``tune.storage`` (default: an Optuna
-journal file at <repo>/optuna-journal.log, outside outputs/), so a killed run resumes when started
-again, and ``python -m stages.tune`` started N times (processes or machines) shares one study.
+validation split only (never test); transductively (stages/_setting.py) they read no target label
+and are scored by the chosen unsupervised validator (setting.validator). The study lives in
+``tune.storage`` (default: an Optuna journal file at <repo>/optuna-journal.log, outside outputs/),
+so a killed run resumes when started again, and ``python -m stages.tune`` started N times
+(processes or machines) shares one study.
 Every trial is a nested MLflow run under one parent run per study.
 """
 
@@ -17,21 +19,23 @@ from __future__ import annotations
 from functools import partial
 from pathlib import Path
 
-import yaml
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline.data.store import load_domain
 from pipeline.errors import ConfigError
 from pipeline.tracking.lineage import flatten, stage_tags
 from pipeline.tracking.store import repo_root
 from pipeline.transfer.prefix_cache import PrefixCache
 from pipeline.transfer.source import SourceModel
-from pipeline.transfer.train import TargetTask, train_arms
+from pipeline.transfer.train import train_arms
+from pipeline.tuning.display import describe_study, quiet_optuna, short_overrides, watched
 from pipeline.tuning.objective import trial_objective
+from pipeline.tuning.report import best_trial_summary, write_disabled, write_study
 from pipeline.tuning.space import Param, parse_space
 from pipeline.tuning.storage import open_storage, redact
+from pipeline.tuning.study import open_study, parent_run, run_trials, study_name
 from stages import _build as build
-from stages._files import Layout, write_json
+from stages import _setting as setting
+from stages._files import Layout
 from stages._shell import run_stage, stage_output, use_tracking
 
 STAGE = "tune"
@@ -43,7 +47,7 @@ NOT_HASHED |= {"grace_period", "study_name", "enabled"}
 
 def validate(cfg: DictConfig, groups: int) -> list[Param]:
     """Check the tune section before any trial starts; return the search space."""
-    for key in ("n_trials", "epochs"):
+    for key in ("n_trials", "epochs", "subsets"):
         value = cfg.tune[key]
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f"tune.{key}", value, "an integer >= 1")
@@ -58,8 +62,6 @@ def validate(cfg: DictConfig, groups: int) -> list[Param]:
 
 def make_study(cfg: DictConfig, params: list[Param], weights_id: str, target_sha: str):
     """Open the study named by a digest of everything a trial's result depends on."""
-    from pipeline.tuning.study import open_study, study_name
-
     t = cfg.tune
     searched = {p.key.removeprefix("transfer.") for p in params}
     skip = searched | {"run", "seeds", "epochs", "baseline"}
@@ -69,40 +71,41 @@ def make_study(cfg: DictConfig, params: list[Param], weights_id: str, target_sha
         "source": weights_id,
         "target": target_sha,
         "labels": cfg.data.labels_per_class,
+        "val": cfg.data.get("val_per_class"),
         "seed": cfg.seed,
         "tune": {k: v for k, v in tune.items() if k not in NOT_HASHED},
         "transfer": {k: v for k, v in transfer.items() if k not in skip},
         "model": OmegaConf.to_container(cfg.model, resolve=True),
     }
+    if setting.transductive(cfg):  # the inductive identity (and study name) stays as it was
+        identity["setting"] = OmegaConf.to_container(cfg.setting, resolve=True)
     journal = repo_root(Path.cwd()) / JOURNAL
     storage = open_storage(
         t.storage, journal, heartbeat_interval=t.heartbeat_interval, grace_period=t.grace_period
     )
     sampler, pruner = (build.instantiate(cfg, f"tune.{k}") for k in ("sampler", "pruner"))
-    return open_study(study_name(t.study_name, identity), storage, sampler, pruner)
+    return describe_study(
+        open_study(study_name(t.study_name, identity), storage, sampler, pruner), identity
+    )
 
 
 def run(cfg: DictConfig) -> dict:
     paths = Layout.of(cfg)
-    if not cfg.tune.enabled:
+    if not cfg.tune.enabled:  # transfer then uses the conf values as they are
         with stage_output(paths.tune) as out:
-            (out / "best.yaml").write_text(yaml.safe_dump({"enabled": False, "overrides": {}}))
-            (out / "trials.csv").write_text("")
-            (out / "plots").mkdir()
-            write_json(out / "metrics.json", {"enabled": False})
-        return {"enabled": False}
-    import mlflow  # MLflow, Optuna and Lightning load only when there is a study to run
+            return write_disabled(out)
+    import mlflow  # MLflow and Lightning load only when a study runs (start-up)
 
     from pipeline.tracking.logger import run_logger
-    from pipeline.tuning.report import best_trial_summary, write_study
-    from pipeline.tuning.study import parent_run, run_trials
 
     factory = build.model_factory(cfg)
     groups = build.num_groups(factory)
     params = validate(cfg, groups)
-    target = load_domain(paths.domain("target"))
+    task = setting.target_task(cfg, paths)  # transductive: no target label in it
+    task.check(build.trial_arm(cfg, groups)({}, int(cfg.seed)), "transfer.arms")
     source = SourceModel.load(paths.source_model)
-    study = make_study(cfg, params, source.weights_id, target.card()["sha256"])
+    quiet_optuna()
+    study = make_study(cfg, params, source.weights_id, task.target.card()["sha256"])
     uri, experiment_id = use_tracking(cfg)
     tags = {
         **stage_tags(STAGE, "."),
@@ -111,7 +114,7 @@ def run(cfg: DictConfig) -> dict:
     }
     train = partial(
         train_arms,
-        task=TargetTask(target, int(cfg.data.labels_per_class)),
+        task=task,
         factory=factory,
         source=source,
         trainer_kwargs=build.trainer_kwargs(cfg, progress_bar=False),
@@ -124,27 +127,27 @@ def run(cfg: DictConfig) -> dict:
     t = cfg.tune
     with parent_run(study, experiment_id, f"{STAGE}:{study.study_name}", tags) as parent:
         mlflow.log_params(flatten({"tune": OmegaConf.to_container(t, resolve=True)}))
-        objective = trial_objective(params, build.trial_arm(cfg, groups), train, logger_for, tags)
-        run_trials(study, objective, t.n_trials, max_failures=t.max_failures, timeout=t.timeout)
+        seeds = [int(cfg.seed) + i for i in range(t.subsets)]
+        arm_for, train = build.trial_arm(cfg, groups), setting.scored(cfg, task, train)
+        monitor = setting.tune_monitor(cfg)
+        objective = trial_objective(params, arm_for, seeds, train, logger_for, tags, monitor)
+        with watched(study, objective, t.n_trials, (uri, experiment_id)) as objective:
+            run_trials(study, objective, t.n_trials, max_failures=t.max_failures, timeout=t.timeout)
         try:
             best = best_trial_summary(study)
         except ValueError as err:
             allowed = "enough trials for at least one to complete"
             raise ConfigError("tune.n_trials", t.n_trials, allowed) from err
-        best = {
-            "enabled": True,
-            "study": study.study_name,
-            "storage": redact(t.storage or JOURNAL),
-            "tune_run_id": parent.info.run_id,
-            **best,
-        }
+        where = {"study": study.study_name, "storage": redact(t.storage or JOURNAL)}
+        best = {"enabled": True, **where, "tune_run_id": parent.info.run_id, **best}
         with stage_output(paths.tune) as out:
             metrics = write_study(study, params, best, out)
             mlflow.log_metrics({f"study/{k}": v for k, v in metrics.items() if v is not None})
             mlflow.log_artifacts(str(out), artifact_path="tune")
     print(
-        f"study {study.study_name}: best trial {best['best_trial']} val acc "
-        f"{best['best_value']:.4f} with {best['overrides']}"
+        f"tune: study {study.study_name}, best trial {best['best_trial']} "
+        f"{setting.tune_monitor(cfg).replace('/', '_')} {best['best_value']:.3f}: "
+        f"{short_overrides(best['overrides'])}"
     )
     return metrics
 

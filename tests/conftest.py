@@ -27,6 +27,7 @@ TINY = [
     "transfer.epochs=6",
     "transfer.seeds=2",
     "tune.n_trials=3",
+    "tune.subsets=2",
     "tune.epochs=3",
     "tune.sampler.n_startup_trials=2",
     "tune.pruner.min_resource=1",

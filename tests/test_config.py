@@ -11,6 +11,7 @@ from omegaconf import OmegaConf
 from pipeline.errors import ConfigError
 from stages import _build as build
 from stages._shell import apply_overrides, compose_conf
+from tests import formats
 from tests.conftest import REPO, compose
 
 
@@ -25,34 +26,66 @@ def test_params_yaml_is_in_sync_with_conf():
     )
 
 
+# datasets read from disk: the files each option needs, written in its own format
+ON_DISK = {
+    "imagefolder": lambda root: formats.png_folder(root, 10, classes=3),
+    "mnist": formats.mnist_root,
+    "usps": formats.usps_root,
+    "svhn": formats.svhn_root,
+    "cifar10": lambda root: formats.cifar10_root(root, 4),
+}
+
+
+def _on_disk(role: str, option: str, tmp_path: Path, monkeypatch) -> list[str]:
+    """Overrides pointing ``data.<role>`` at small files in its format (none for built-ins)."""
+    if option not in ON_DISK:
+        return []
+    root = tmp_path / option
+    ON_DISK[option](root)
+    formats.trust_written_files(monkeypatch, root)
+    return [
+        f"data.{role}.root={root}",
+        f"data.{role}.val_per_class=1",
+        f"paths.decoded={tmp_path}/c",
+    ]
+
+
 @pytest.mark.parametrize("option", options("data/source"))
-def test_every_source_option_builds_a_dataset(option):
-    cfg = compose(f"data/source={option}", "data.source.n_train=40", "data.source.n_val=20")
+def test_every_source_option_builds_a_dataset(option, tmp_path, monkeypatch):
+    extra = _on_disk("source", option, tmp_path, monkeypatch)
+    sizes = [] if extra else ["data.source.n_train=40", "data.source.n_val=20"]
+    cfg = compose(f"data/source={option}", *sizes, *extra, tiny=not extra)
     domain = build.build_domain(cfg, "source")
-    assert domain.splits["train"].x.shape == (40, 1, 16, 16)
+    assert domain.splits["train"].x.shape[1:] == (1, 16, 16)
+    if not extra:
+        assert len(domain.splits["train"]) == 40
+    assert domain.splits["train"].y.max() < domain.num_classes
 
 
 @pytest.mark.parametrize("option", options("data/target"))
-def test_every_target_option_builds_a_dataset(option, tmp_path):
+def test_every_target_option_builds_a_dataset(option, tmp_path, monkeypatch):
     rng = np.random.default_rng(0)
     npz = tmp_path / "digits.npz"
     np.savez(npz, x=rng.integers(0, 256, (600, 28, 28), dtype=np.uint8), y=np.arange(600) % 10)
     extra = [f"data.target.path={npz}"] if option == "npz" else []
+    extra += _on_disk("target", option, tmp_path, monkeypatch)
     cfg = compose(f"data/target={option}", *extra)
     domain = build.build_domain(cfg, "target")
     assert set(domain.splits) == {"train", "val", "test"}
     assert domain.splits["train"].x.shape[1:] == (1, 16, 16)
+    assert domain.splits["train"].y.max() < domain.num_classes
 
 
 @pytest.mark.parametrize("option", options("model"))
 def test_every_model_option_instantiates_with_layer_groups(option):
-    cfg = compose(f"model={option}")
+    extra = ["model.arch=convnext_atto"] if option == "timm" else []
+    cfg = compose(f"model={option}", *extra)
     factory = build.model_factory(cfg)
     net = factory(10)
     assert net.num_groups >= 4
     import torch
 
-    assert net(torch.zeros(2, 1, 16, 16)).shape == (2, 10)
+    assert net(torch.zeros(2, 1, 32, 32)).shape == (2, 10)
 
 
 @pytest.mark.parametrize("trainer", options("trainer"))

@@ -1,5 +1,6 @@
 """End to end through DVC, in a temporary git repository made from this one, on the tiny config."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -17,12 +18,12 @@ pytestmark = pytest.mark.slow
 COPY = ["conf", "pipeline", "stages", "dvc.yaml", "pyproject.toml", ".dvcignore", ".gitignore"]
 
 
-def sh(repo: Path, *cmd: str) -> str:
+def sh(repo: Path, *cmd: str, stdout_only: bool = False) -> str:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     env.pop("MLFLOW_TRACKING_URI", None)  # use the repository's default store
     proc = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, f"{' '.join(cmd)}\n{proc.stdout}\n{proc.stderr}"
-    return proc.stdout + proc.stderr
+    return proc.stdout if stdout_only else proc.stdout + proc.stderr
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +40,7 @@ def repo(tmp_path_factory) -> Path:
         )
     (repo / ".dvc").mkdir()
     shutil.copy(REPO / ".dvc" / "config", repo / ".dvc" / "config")
+    shutil.copytree(REPO / ".dvc" / "plots", repo / ".dvc" / "plots")  # templates, offline page
     tiny = OmegaConf.to_yaml(OmegaConf.from_dotlist(TINY))
     with (repo / "conf" / "config.yaml").open("a") as f:
         f.write("\n# tests: tiny sizes\n" + tiny)
@@ -56,6 +58,17 @@ def test_dvc_repro_runs_all_stages_and_records_lineage(repo):
     for stage in ("prepare", "pretrain", "tune", "transfer", "evaluate"):
         assert f"Running stage '{stage}'" in out
     assert (repo / "mlflow.db").exists(), "default store is at the repository root"
+    # the console: each stage one summary line, evaluate's last words say where things are
+    assert " done: {" not in out
+    evaluate_out = out.split("Running stage 'evaluate'")[1].split("Updating lock file")[0]
+    last = [line.strip() for line in evaluate_out.strip().splitlines()][-4:]
+    assert last[0] == "Report:  outputs/evaluate/report/report.html  (also report.md)"
+    assert last[1].startswith("MLflow:  http://127.0.0.1:5000/#/experiments/")
+    assert last[3].startswith("start the UI first: mlflow ui --backend-store-uri sqlite:///")
+    # every plot dvc.yaml defines finds its file and fields (a renamed column breaks it)
+    shown = json.loads(sh(repo, "dvc", "plots", "show", "--json", stdout_only=True))
+    assert not shown.get("errors"), shown.get("errors")
+    assert len(shown["data"]) == 7 and all(shown["data"].values())
     metrics = yaml.safe_load((repo / "outputs/evaluate/metrics.json").read_text())
     assert {"transfer.test_acc", "scratch.test_acc", "transfer_gain", "negative_transfer"} <= set(
         metrics
@@ -66,14 +79,20 @@ def test_dvc_repro_runs_all_stages_and_records_lineage(repo):
     runs = client.search_runs([client.get_experiment_by_name("graftlab").experiment_id])
     by_stage = {}
     for r in runs:
-        by_stage.setdefault(r.data.tags.get("graftlab.stage"), []).append(r)
+        if r.data.tags.get("graftlab.role") != "score":  # evaluate's per-model score runs
+            by_stage.setdefault(r.data.tags.get("graftlab.stage"), []).append(r)
     assert {"prepare", "pretrain", "tune", "transfer", "evaluate"} <= set(by_stage)
     for stage in ("prepare", "pretrain", "transfer", "evaluate"):
         tags = by_stage[stage][0].data.tags
         assert tags["mlflow.source.git.commit"] == commit
+        assert tags["graftlab.git_dirty"] == "false", tags.get("graftlab.git_dirty_files")
         assert tags["dvc.stage"] == stage
     (ev,) = by_stage["evaluate"]
-    model = client.get_logged_model(client.get_run(ev.info.run_id).inputs.model_inputs[0].model_id)
+    scored = [
+        client.get_logged_model(m.model_id)
+        for m in client.get_run(ev.info.run_id).inputs.model_inputs
+    ]  # MLflow returns them in no fixed order; scratch models have no source
+    model = next(m for m in scored if "graftlab.source_model_id" in m.tags)
     source = client.get_logged_model(model.tags["graftlab.source_model_id"])
     assert client.get_run(source.source_run_id).data.tags["graftlab.stage"] == "pretrain"
 
@@ -97,3 +116,11 @@ def test_exp_run_of_a_transfer_key_reruns_only_transfer_and_evaluate(repo):
     exp = client.get_experiment_by_name("graftlab").experiment_id
     tagged = client.search_runs([exp], "tags.`dvc.exp_name` != ''")
     assert tagged, "runs of a DVC experiment carry its name"
+
+
+def test_exp_run_of_a_target_key_does_not_rerun_pretrain(repo):
+    """prepare rebuilds both domains, but the source folder comes out byte-identical (its run id
+    is kept beside it), so DVC skips pretrain and re-runs only what reads the target."""
+    out = sh(repo, "dvc", "exp", "run", "-S", "data.target.val_per_class=10")
+    assert "Running stage 'prepare'" in out and "Running stage 'tune'" in out
+    assert "Running stage 'pretrain'" not in out

@@ -14,6 +14,7 @@ from pipeline.data.store import load_domain
 from pipeline.models.grouped import GroupedNet
 from pipeline.models.small_cnn import small_cnn
 from pipeline.objectives.cross_entropy import CrossEntropy
+from pipeline.objectives.dann import DANN
 from pipeline.transfer.arms import init_model
 from pipeline.transfer.fit import Member, fit, fit_ensemble
 from pipeline.transfer.prefix_cache import PrefixCache
@@ -73,6 +74,43 @@ def test_ensemble_training_equals_training_each_member_alone(k, vectorise, train
         # weights and BatchNorm statistics, member by member
         assert _max_diff(a.model, b.model) < (1e-5 if vectorise else 1e-12)
         assert a.cached_prefix == b.cached_prefix == (k > 0 and augment is None)
+
+
+@pytest.mark.parametrize("k", [0, 2])
+def test_domain_adaptation_streams_train_in_an_ensemble_as_alone(k):
+    """Labelled source + unlabelled target streams (DANN), steps_per_epoch capping each epoch
+    below a pass over the driver stream, and the last epoch kept (monitor None): main's
+    single-network semantics, member by member."""
+    val = _data(40, 99)
+    streams = {
+        s: {"source": _data(40, 20 + s), "unlabelled": (_data(24, 30 + s)[0], None)} for s in SEEDS
+    }
+    settings = {s: _settings(s, k, steps_per_epoch=2, monitor=None) for s in SEEDS}
+
+    def terms():
+        return {"ce": CrossEntropy("source"), "dann": DANN(hidden=16)}
+
+    alone = []
+    for s in SEEDS:
+        model = _model(s)
+        torch.manual_seed(1000 + s)  # the discriminator's init
+        alone.append(
+            fit(model, streams[s], val, settings[s], objectives=terms(), trainer_kwargs=QUIET)
+        )
+    members = []
+    for s in SEEDS:
+        model = _model(s)
+        rng = torch.manual_seed(1000 + s).get_state()
+        members.append(Member(model, streams[s], settings[s], terms(), rng_state=rng))
+    together = fit_ensemble(members, val, trainer_kwargs=QUIET)
+    for a, b in zip(alone, together, strict=True):
+        assert a.best_epoch == b.best_epoch == 2  # the last epoch, not the best val/acc
+        assert a.cached_prefix == b.cached_prefix == (k > 0)
+        for key in ("train/loss", "train/acc", "val/loss", "val/acc"):
+            torch.testing.assert_close(
+                [h[key] for h in b.history], [h[key] for h in a.history], rtol=1e-5, atol=1e-6
+            )
+        assert _max_diff(a.model, b.model) < 1e-5
 
 
 def test_frozen_groups_keep_the_source_statistics_in_every_member():
@@ -184,20 +222,44 @@ def test_a_forward_that_mixes_channels_is_caught_and_trains_member_by_member(cap
 def test_train_arms_equals_train_arm_per_arm_and_groups_what_can_share_a_loop(
     pretrained: Path, caplog
 ):
+    import dataclasses
+
     cfg = compose()
     target = load_domain(pretrained / "outputs/prepare/target")
+    source_data = load_domain(pretrained / "outputs/prepare/source")
     source = SourceModel.load(pretrained / "outputs/pretrain/model")
     factory = build.model_factory(cfg)
-    task = TargetTask(target, 1)
+    # each seed its own labelled training and validation subsets; labelled source data too
+    task = TargetTask(target, 1, 3, source_data=source_data)
     arms = [build.arm(cfg, name, 4, s) for name in ("freeze_k", "l2sp", "scratch") for s in (0, 1)]
+
+    def dann():  # a discriminator per member, initialised as it would be alone
+        return {"ce": CrossEntropy(), "dann": DANN(hidden=16)}
+
+    finetune = build.arm(cfg, "finetune", 4, 0)
+    arms += [
+        dataclasses.replace(build.arm(cfg, "finetune", 4, s), name="dann", objectives=dann)
+        for s in (0, 1)
+    ]
 
     class Noisy(CrossEntropy):
         unvectorised = "draws random numbers"
 
-    noisy = build.arm(cfg, "finetune", 4, 0)
-    import dataclasses
+    arms.append(dataclasses.replace(finetune, name="noisy", objectives=lambda: {"ce": Noisy()}))
 
-    arms.append(dataclasses.replace(noisy, name="noisy", objectives=lambda: {"ce": Noisy()}))
+    class DroppyDANN(DANN):  # dropout in the discriminator: members would share one generator
+        def setup(self, model):
+            super().setup(model)
+            self.discriminator.net.insert(2, nn.Dropout(0.5))
+
+    arms += [
+        dataclasses.replace(
+            build.arm(cfg, "finetune", 4, s),
+            name="droppy",
+            objectives=lambda: {"ce": CrossEntropy(), "dann": DroppyDANN(hidden=16)},
+        )
+        for s in (0, 1)
+    ]
     kw = {"trainer_kwargs": QUIET}
     alone = [train_arm(a, task, factory, source, cache=PrefixCache(), **kw) for a in arms]
     with caplog.at_level(logging.INFO, logger="pipeline.transfer.train"):
@@ -205,12 +267,18 @@ def test_train_arms_equals_train_arm_per_arm_and_groups_what_can_share_a_loop(
     assert (
         "arm noisy, seed 0 trains alone: objective ce (Noisy) draws random numbers" in caplog.text
     )
+    for seed in (0, 1):  # reads the source and unlabelled streams, but cannot share a loop
+        assert (
+            f"arm droppy, seed {seed} trains alone: objective layer dann.discriminator.net.2 "
+            "draws random numbers in training" in caplog.text
+        )
     for arm, a, b in zip(arms, alone, together, strict=True):
         assert a.best_epoch == b.best_epoch, arm.name
         torch.testing.assert_close(
             [h["val/acc"] for h in b.history], [h["val/acc"] for h in a.history]
         )
-        assert _max_diff(a.model, b.model) < 1e-4, arm.name  # L2-SP pulls each to its own w0
+        # L2-SP pulls each to its own w0; DANN's discriminator and reversal are per member
+        assert _max_diff(a.model, b.model) < 1e-4, arm.name
 
 
 def test_transfer_stage_keeps_one_mlflow_run_per_arm_and_seed(workspace):
@@ -257,7 +325,7 @@ def test_a_diverging_ensemble_ends_every_seed_run_failed(workspace):
     save_domain(domain, folder)
     cfg = compose("tune.enabled=false", "transfer.run=[scratch,freeze_k]")
     tune.run(cfg)
-    with pytest.raises(TrainingError, match=r"NaN/inf in epoch 0 \(seed 0\)"):
+    with pytest.raises(TrainingError, match=r"NaN/inf in epoch 0 \(seed \d\)"):
         transfer.run(cfg)
     client = MlflowClient()
     exp = client.get_experiment_by_name("graftlab")

@@ -5,7 +5,10 @@ import math
 import pytest
 
 from pipeline.metrics.comparison import ScoredModel, gaps, paired_gain, summarise_arms
-from pipeline.report.summary import Evaluation, Score
+from pipeline.metrics.efficiency import PerSeed
+from pipeline.metrics.intervals import Interval
+from pipeline.metrics.source_scores import ScoreComparison
+from pipeline.report.summary import Evaluation
 from pipeline.transfer.arms import Arm
 from pipeline.transfer.curves import freeze_depth_curve, label_curve, mean
 from pipeline.transfer.settings import FitSettings
@@ -20,9 +23,7 @@ def test_freeze_depth_curve_trains_each_variant_once_with_k_copied_and_frozen_or
     calls = []
 
     def accuracy(arms: list[Arm], labels: int) -> list[float]:
-        calls.append(
-            [(a.init_groups, a.settings.freeze_groups, a.settings.seed, labels) for a in arms]
-        )
+        calls.append([(a.init_groups, a.settings.freeze_groups, a.settings.seed) for a in arms])
         return [
             a.init_groups / 10 + (0.05 if a.settings.freeze_groups else 0) + a.settings.seed
             for a in arms
@@ -30,13 +31,15 @@ def test_freeze_depth_curve_trains_each_variant_once_with_k_copied_and_frozen_or
 
     rows = freeze_depth_curve(_arm, 3, 2, [0, 1], accuracy)
     assert [r.k for r in rows] == [0, 1, 2, 3]
-    assert rows[0].frozen == rows[0].finetuned == (0.0, 1.0)  # k=0 is trained once
-    assert rows[2].frozen == pytest.approx((0.25, 1.25))
-    assert rows[2].finetuned == pytest.approx((0.2, 1.2))
-    assert len(calls) == 1  # one call: the whole curve can train as ensembles
-    trained = calls[0]
-    assert len(trained) == len(set(trained)) == 2 + 3 * 4 and {c[3] for c in trained} == {2}
-    assert (2, 2, 1, 2) in trained and (2, 0, 1, 2) in trained
+    assert rows[0].anb == rows[0].anb_plus == (0.0, 1.0)  # k=0: AnB is AnB+, trained once
+    assert rows[2].anb == pytest.approx((0.25, 1.25))  # copy 2, freeze 2
+    assert rows[2].anb_plus == pytest.approx((0.2, 1.2))  # copy 2, freeze none
+    assert rows[2].freeze == pytest.approx((0.35, 1.35))  # copy all 3, freeze 2
+    assert rows[0].freeze == pytest.approx((0.3, 1.3))  # copy all, freeze none: fine-tuning
+    # one call, so the whole curve can train as ensembles; every distinct model once per seed:
+    # AnB at k=0..3, AnB+ at k=1..3, freeze at k=1..2 (k=0 is AnB+ at 3, k=3 is AnB at 3)
+    assert len(calls) == 1 and len(calls[0]) == len(set(calls[0])) == 2 * (4 + 3 + 2)
+    assert {(2, 2, 1), (2, 0, 1), (3, 2, 1)} <= set(calls[0])
 
 
 def test_label_curve_caps_budgets_at_the_smallest_class_and_dedupes():
@@ -80,9 +83,11 @@ def test_pairing_needs_the_same_seeds():
 def test_flat_metrics_carry_the_headline_and_turn_non_finite_values_into_null():
     scored = _scored("t", [0.8]) + _scored("s", [0.5])
     arms = summarise_arms(scored, 0.95)
+    leep = ScoreComparison("leep", "higher", *(Interval.of([v]) for v in (-0.5, -0.9, 0.4)))
     ev = Evaluation(
         source="a",
         target="b",
+        budget="1 train",
         labels_per_class=1,
         confidence=0.95,
         primary="t",
@@ -90,11 +95,90 @@ def test_flat_metrics_carry_the_headline_and_turn_non_finite_values_into_null():
         arms=arms,
         ntg=gaps(arms, "s", 0.95),
         gain=paired_gain(arms["t"], arms["s"], 0.95),
-        scores={"leep": Score(-0.5, "higher")},
+        scores=[leep],
+        epochs_saved=PerSeed((3.0, math.nan)),
     )
     m = ev.flat_metrics()
     assert m["transfer_gain"] == pytest.approx(0.3)
     assert m["transfer_gain_ci_low"] is None and m["transfer_gain_ci_high"] is None  # one seed
     assert m["inconclusive"] is True and m["negative_transfer"] is False
-    assert m["scores.leep"] == -0.5 and m["arms.s.test_acc"] == 0.5
+    assert m["scores.leep"] == -0.5 and m["scores.leep_vs_random"] == 0.4
+    assert m["arms.s.test_acc"] == 0.5
+    # a seed that never reached the goal: no mean, never a mean of the seeds that did
+    assert m["epochs_saved"] is None and m["epochs_saved_seeds_reached"] == 1
     assert all(not (isinstance(v, float) and math.isnan(v)) for v in ev.to_dict().values())
+
+
+def _depth(freeze_by_k: dict[int, tuple]) -> list:
+    from pipeline.transfer.curves import DepthPoint
+
+    return [DepthPoint(k, v, v, v) for k, v in sorted(freeze_by_k.items())]
+
+
+def test_recommendation_is_checked_against_the_freeze_curve_on_the_same_seeds():
+    from pipeline.report.summary import recommend
+
+    acc = Interval.of([0.7, 0.72, 0.71])
+    same = recommend(
+        2, 3, True, acc, (), _depth({0: (0.5,) * 3, 2: (0.7,) * 3, 3: (0.6,) * 3}), 0.95
+    )
+    assert same.curve_best == 2 and same.curve_agrees and same.curve_difference is None
+    near = _depth({0: (0.5, 0.5, 0.5), 2: (0.70, 0.72, 0.71), 3: (0.72, 0.70, 0.73)})
+    r = recommend(2, 3, True, acc, (), near, 0.95)
+    assert r.curve_best == 3 and r.curve_difference.values == pytest.approx((0.02, -0.02, 0.02))
+    assert r.curve_agrees  # interval includes 0
+    far = _depth({0: (0.5, 0.5, 0.5), 2: (0.60, 0.61, 0.62), 3: (0.80, 0.82, 0.81)})
+    r = recommend(2, 3, True, acc, (), far, 0.95)
+    assert r.curve_best == 3 and not r.curve_agrees
+    assert recommend(2, 3, False, acc, ("finetune",), None, 0.95).curve_agrees is None
+
+
+def _evaluation(t: list[float], s: list[float], **kw) -> Evaluation:
+    scored = _scored("t", t) + _scored("s", s)
+    arms = summarise_arms(scored, 0.95)
+    return Evaluation(
+        source="a",
+        target="b",
+        budget="1 train + 3 val labels per class",
+        labels_per_class=1,
+        confidence=0.95,
+        primary="t",
+        baseline="s",
+        arms=arms,
+        ntg=gaps(arms, "s", 0.95),
+        gain=paired_gain(arms["t"], arms["s"], 0.95),
+        **kw,
+    )
+
+
+def test_an_inconclusive_verdict_claims_no_saving_and_no_benefit():
+    from pipeline.report.markdown import verdict_paragraph
+    from pipeline.report.summary import recommend
+
+    ev = _evaluation(
+        [0.50, 0.56, 0.47],
+        [0.52, 0.49, 0.51],
+        scratch_equivalent=PerSeed((5.0, 6.0, 5.5)),
+        epochs_saved=PerSeed((7.0, 8.0, 7.5)),
+    )
+    ev.recommendation = recommend(4, 4, True, ev.arms["t"].acc, (), None, 0.95)
+    text = verdict_paragraph(ev)
+    assert ev.verdict == "inconclusive" and "inconclusive" in text
+    for claim in ("Recommended", "saves", "sooner", "more labels", "helps"):
+        assert claim not in text, claim
+    assert "no benefit over scratch is established" in text
+
+
+def test_a_positive_verdict_states_supported_savings_with_intervals_and_flags_gaps():
+    from pipeline.report.markdown import verdict_paragraph
+
+    ev = _evaluation(
+        [0.80, 0.82, 0.81],
+        [0.50, 0.52, 0.49],
+        scratch_equivalent=PerSeed((5.0, 6.0, 5.5)),
+        epochs_saved=PerSeed((7.0, math.nan, 7.5)),
+    )
+    text = verdict_paragraph(ev)
+    assert "the source helps" in text and "+30.7 points" in text  # (0.30 + 0.30 + 0.32) / 3
+    assert "Scratch needs 4.5 more labels per class (95% CI" in text
+    assert "sooner" not in text and "on 1 of 3 seeds" in text

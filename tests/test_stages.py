@@ -36,7 +36,8 @@ def test_pipeline_outputs_and_lineage_from_evaluation_back_to_data(workspace):
     metrics = evaluate.run(cfg)
     for key in ("transfer.test_acc", "scratch.test_acc", "transfer_gain", "negative_transfer"):
         assert key in metrics
-    assert _read("outputs/evaluate/metrics.json") == json.loads(json.dumps(metrics))
+    files = {**_read("outputs/evaluate/metrics.json"), **_read("outputs/evaluate/details.json")}
+    assert files == json.loads(json.dumps(metrics))
     report = Path("outputs/evaluate/report/report.md").read_text()
     for section in (
         "## Arms",
@@ -106,6 +107,9 @@ def test_pipeline_outputs_and_lineage_from_evaluation_back_to_data(workspace):
         assert (state, r.info.status) in {("COMPLETE", "FINISHED"), ("PRUNED", "KILLED")}
         assert r.data.params["transfer.freeze_groups"] in {"0", "1", "2", "3", "4"}
         assert client.get_metric_history(r.info.run_id, "train/loss")
+        if state == "COMPLETE":  # every trial trains two paired label subsets and averages them
+            per_seed = [r.data.metrics[f"best/val_acc.seed{s}"] for s in (0, 1)]
+            assert r.data.metrics["best/val_acc"] == pytest.approx(sum(per_seed) / 2)
     top = client.get_run(best["best_trial_run_id"])
     assert top.data.tags["optuna.trial"] == str(best["best_trial"])
     assert top.data.metrics["best/val_acc"] == pytest.approx(best["best_value"])
@@ -178,7 +182,7 @@ def test_nan_loss_marks_the_mlflow_run_failed_and_keeps_old_outputs(workspace):
     assert _latest_run(MlflowClient(), "pretrain").info.status == "FAILED"
     # the failed run wrote nothing: the previous outputs are untouched, no temp folders remain
     assert Path("outputs/pretrain/model/weights.safetensors").read_bytes() == before
-    assert sorted(p.name for p in Path("outputs").iterdir()) == ["prepare", "pretrain"]
+    assert sorted(p.name for p in Path("outputs").iterdir()) == ["decoded", "prepare", "pretrain"]
 
 
 def test_stage_exits_non_zero_with_a_one_line_error(workspace):
@@ -238,3 +242,48 @@ def test_bad_thread_count_is_named_before_anything_runs(workspace, threads, caps
     assert exit_info.value.code == 2 and ran == []
     err = capsys.readouterr().err
     assert "trainer.threads=" in err and "is not allowed" in err and threads in err
+
+
+def test_an_arm_that_is_the_same_model_as_another_is_trained_once(workspace):
+    cfg = compose(
+        "tune.enabled=false",
+        "transfer.freeze_groups=0",
+        "transfer.run=[scratch,freeze_k,finetune]",
+        "transfer.seeds=1",
+        "evaluate.curves.freeze_depth.enabled=false",
+        "evaluate.curves.label_efficiency.labels_per_class=[]",
+        "evaluate.scores.enabled=false",
+    )
+    tune.run(cfg)
+    transfer.run(cfg)
+    index = _read("outputs/transfer/models/index.json")
+    rows = {r["arm"]: r for r in index["runs"]}
+    assert rows["finetune"]["same_as"] == "freeze_k"
+    assert rows["finetune"]["model_id"] == rows["freeze_k"]["model_id"]
+    children = MlflowClient().search_runs(
+        [index["experiment_id"]], f"tags.`mlflow.parentRunId` = '{index['run_id']}'"
+    )
+    assert sorted(r.info.run_name for r in children) == ["freeze_k-seed0", "scratch-seed0"]
+    evaluate.run(cfg)
+    report = Path("outputs/evaluate/report/report.md").read_text()
+    assert "freeze_k is the same model as finetune (trained once)" in report
+
+
+def test_large_validation_is_an_option_reported_apart_from_the_budget(workspace):
+    cfg = compose(
+        "tune.enabled=false",
+        "transfer.run=[scratch,freeze_k]",
+        "evaluate.large_validation=true",
+        "evaluate.curves.freeze_depth.enabled=false",
+        "evaluate.curves.label_efficiency.labels_per_class=[]",
+        "evaluate.scores.enabled=false",
+    )
+    tune.run(cfg)
+    transfer.run(cfg)
+    evaluate.run(cfg)
+    summary = _read("outputs/evaluate/report/summary.json")
+    assert set(summary["large_validation"]) == {"freeze_k", "scratch"}
+    assert len(summary["large_validation"]["freeze_k"]["values"]) == cfg.transfer.seeds
+    report = Path("outputs/evaluate/report/report.md").read_text()
+    assert "## With a large validation set" in report
+    assert "1 train + 3 val labels per class" in report.split("\n")[2]  # the verdict's budget

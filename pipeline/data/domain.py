@@ -93,6 +93,12 @@ class Domain:
         """Shape of one example's inputs (e.g. (C, H, W))."""
         return tuple(next(iter(self.splits.values())).x.shape[1:])
 
+    def without_labels(self, *splits: str) -> Domain:
+        """The same domain with the labels of ``splits`` removed (what a transductive run may
+        see of its target: the inputs, never the labels)."""
+        kept = {n: s.unlabelled() if n in splits else s for n, s in self.splits.items()}
+        return Domain(self.name, self.classes, kept, self.recipe, self.modality)
+
     def card(self) -> dict:
         """Data card: class counts, split sizes and sha256 digests per split, and the recipe."""
         splits = {

@@ -48,23 +48,31 @@ def stratified_split(
     return {"train": np.sort(train), "val": np.sort(val), "test": np.sort(test)}
 
 
-def label_budget(y: np.ndarray, labels_per_class: int, seed: int) -> np.ndarray:
+def label_budget(
+    y: np.ndarray, labels_per_class: int, seed: int, key: str = "data.labels_per_class"
+) -> np.ndarray:
     """Pick ``labels_per_class`` rows of every class, as a seeded, sorted index array.
 
     The same (labels, seed) always gives the same subset, so arms that share a seed are trained
     on exactly the same labelled examples (paired comparison).
 
+    Args:
+        y: Labels of the rows to pick from.
+        labels_per_class: Rows per class.
+        seed: Random seed.
+        key: The config key of ``labels_per_class``, for the error message.
+
     Raises:
-        ConfigError: ``data.labels_per_class`` is < 1 or more than the smallest class has.
+        ConfigError: ``labels_per_class`` is not an integer in [1, smallest class].
     """
     counts = np.bincount(y)
     if isinstance(labels_per_class, bool) or not isinstance(labels_per_class, int | np.integer):
-        raise ConfigError("data.labels_per_class", labels_per_class, "a positive integer")
+        raise ConfigError(key, labels_per_class, "a positive integer")
     if not 1 <= labels_per_class <= counts.min():
         raise ConfigError(
-            "data.labels_per_class",
+            key,
             labels_per_class,
-            f"an integer in [1, {counts.min()}] (the smallest class of the target train split "
+            f"an integer in [1, {counts.min()}] (the smallest class of the split it draws from "
             f"has {counts.min()} rows)",
         )
     rng = np.random.default_rng(seed)

@@ -11,6 +11,11 @@ from torchmetrics.functional.classification import (
 )
 
 
+def accuracy(logits: torch.Tensor, y: torch.Tensor, num_classes: int) -> float:
+    """Micro accuracy of ``logits`` (N, C) against labels ``y`` (N,)."""
+    return float(multiclass_accuracy(logits.argmax(dim=1), y, num_classes, average="micro"))
+
+
 def classification_metrics(logits: torch.Tensor, y: torch.Tensor, num_classes: int) -> dict:
     """Scores of ``logits`` (N, C) against labels ``y`` (N,).
 
@@ -21,7 +26,7 @@ def classification_metrics(logits: torch.Tensor, y: torch.Tensor, num_classes: i
     preds = logits.argmax(dim=1)
     kw = {"num_classes": num_classes}
     return {
-        "acc": float(multiclass_accuracy(preds, y, average="micro", **kw)),
+        "acc": accuracy(logits, y, num_classes),
         "macro_f1": float(multiclass_f1_score(preds, y, average="macro", **kw)),
         "per_class_acc": multiclass_accuracy(preds, y, average=None, **kw).tolist(),
         "confusion": multiclass_confusion_matrix(preds, y, **kw).tolist(),

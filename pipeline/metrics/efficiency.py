@@ -1,19 +1,27 @@
-"""How much data and compute transfer saves.
+"""How much data and compute transfer saves, per paired seed, with every seed counted.
 
-Label efficiency: the number of labels per class transfer needs to match the best accuracy
-training from scratch reaches on the curve, read off the transfer curve by linear interpolation in
-log(labels) (both curves are first made monotone with a running maximum). Compute: the epoch and
-wall time at which transfer's validation accuracy first reaches scratch's best validation accuracy,
-against the epoch and time scratch needed for it (cf. the "time to accuracy" of Coleman et al.,
-DAWNBench, 2017).
+Label efficiency: on each seed's label curve, the labels per class transfer needs to reach the
+best accuracy training from scratch reaches on that curve, read off the transfer curve by linear
+interpolation in log(labels) (both curves first made monotone with a running maximum); and the
+labels per class scratch needs to match the transfer arm at its budget. Compute: the epoch at which
+transfer's validation accuracy first reaches scratch's best, against the epoch scratch needed for
+it (the "time to accuracy" of Coleman et al., DAWNBench, 2017).
+
+A seed on which transfer never gets there is *not reached*: it is never dropped from an average
+(dropping it would report a saving from the seeds that happened to succeed). A saving is claimed
+only when every seed reached the goal and the paired interval over seeds excludes zero
+(:class:`PerSeed`).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
+
+from pipeline.metrics.intervals import Interval
 
 
 def labels_to_reach(labels: Sequence[float], accuracy: Sequence[float], goal: float) -> float:
@@ -32,81 +40,88 @@ def labels_to_reach(labels: Sequence[float], accuracy: Sequence[float], goal: fl
     return float(np.exp(x[i - 1] + frac * (x[i] - x[i - 1])))
 
 
+@dataclass(frozen=True)
+class PerSeed:
+    """A quantity measured on each paired seed; nan marks a seed that never reached the goal.
+
+    Attributes:
+        values: One value per seed, in seed order (nan: not reached).
+    """
+
+    values: tuple[float, ...]
+
+    @property
+    def reached(self) -> int:
+        """Seeds with a value."""
+        return sum(not math.isnan(v) for v in self.values)
+
+    @property
+    def all_reached(self) -> bool:
+        return self.reached == len(self.values) > 0
+
+    def interval(self, confidence: float) -> Interval | None:
+        """Mean and interval over seeds; None unless every seed reached the goal."""
+        return Interval.of(self.values, confidence) if self.all_reached else None
+
+    def claim(self, confidence: float) -> Interval | None:
+        """The interval when it supports a claim (every seed reached, interval excludes 0)."""
+        iv = self.interval(confidence)
+        return iv if iv is not None and iv.excludes_zero else None
+
+
 def labels_saved(
-    labels: Sequence[float], transfer: Sequence[float], scratch: Sequence[float]
-) -> dict[str, float]:
-    """Labels per class transfer saves to reach scratch's best accuracy on the curve.
-
-    Returns:
-        ``goal`` (scratch's best accuracy), ``scratch_labels`` (labels where scratch first gets
-        there), ``transfer_labels`` (interpolated; nan if transfer never gets there) and ``saved``
-        (their difference; nan if transfer never gets there).
-    """
-    goal = float(np.max(scratch))
-    scratch_labels = labels_to_reach(labels, scratch, goal)
-    transfer_labels = labels_to_reach(labels, transfer, goal)
-    return {
-        "goal": goal,
-        "scratch_labels": scratch_labels,
-        "transfer_labels": transfer_labels,
-        "saved": scratch_labels - transfer_labels,
-    }
-
-
-def time_to_accuracy(history: Sequence[dict], goal: float, key: str = "val_acc") -> dict:
-    """First epoch (1-based count) and elapsed seconds at which ``history[key] >= goal``.
-
-    Returns:
-        ``{"epochs": n, "seconds": s}``, both nan when the goal is never reached.
-    """
-    for row in history:
-        if row[key] >= goal:
-            return {"epochs": int(row["epoch"]) + 1, "seconds": float(row["seconds"])}
-    return {"epochs": math.nan, "seconds": math.nan}
-
-
-def compute_saved(transfer: Sequence[dict], scratch: Sequence[dict], key: str = "val_acc") -> dict:
-    """Epochs and seconds transfer saves to reach scratch's best validation accuracy."""
-    goal = max(r[key] for r in scratch)
-    t, s = time_to_accuracy(transfer, goal, key), time_to_accuracy(scratch, goal, key)
-    return {
-        "goal": goal,
-        "transfer_epochs": t["epochs"],
-        "scratch_epochs": s["epochs"],
-        "epochs_saved": s["epochs"] - t["epochs"],
-        "transfer_seconds": t["seconds"],
-        "scratch_seconds": s["seconds"],
-        "seconds_saved": s["seconds"] - t["seconds"],
-    }
-
-
-def mean_compute_saved(history: Sequence[dict], primary: str, baseline: str) -> dict:
-    """:func:`compute_saved` of ``primary`` vs ``baseline`` per paired seed, averaged.
+    labels: Sequence[float],
+    transfer: Sequence[Sequence[float]],
+    scratch: Sequence[Sequence[float]],
+) -> PerSeed:
+    """Per seed: labels per class scratch needs to reach its best accuracy on the curve, minus
+    the labels transfer needs for it (nan where transfer never reaches it).
 
     Args:
-        history: Per-epoch rows with ``arm``, ``seed``, ``epoch``, ``val_acc``, ``seconds``.
+        labels: The budgets of the curve, ascending.
+        transfer: Per seed, transfer's accuracy at each budget.
+        scratch: Per seed (same order), scratch's accuracy at each budget.
     """
-    per_seed = []
+    out = []
+    for t, s in zip(transfer, scratch, strict=True):
+        goal = float(np.max(s))
+        out.append(labels_to_reach(labels, s, goal) - labels_to_reach(labels, t, goal))
+    return PerSeed(tuple(out))
+
+
+def scratch_equivalent(
+    labels: Sequence[float], scratch: Sequence[Sequence[float]], reached: Sequence[float]
+) -> PerSeed:
+    """Per seed: labels per class scratch needs on its curve to match ``reached`` (the transfer
+    arm's accuracy at its budget on that seed); nan where scratch never gets there on the curve."""
+    return PerSeed(
+        tuple(labels_to_reach(labels, s, r) for s, r in zip(scratch, reached, strict=True))
+    )
+
+
+def epochs_to_reach(history: Sequence[dict], goal: float, key: str = "val_acc") -> float:
+    """First epoch (1-based count) with ``history[key] >= goal``; nan if never."""
+    for row in history:
+        if row[key] >= goal:
+            return float(int(row["epoch"]) + 1)
+    return math.nan
+
+
+def epochs_saved(history: Sequence[dict], primary: str, baseline: str) -> PerSeed:
+    """Per seed: epochs scratch needs to reach its best validation accuracy, minus the epochs
+    ``primary`` needs to reach it (nan where it never does).
+
+    Args:
+        history: Per-epoch rows with ``arm``, ``seed``, ``epoch``, ``val_acc``.
+        primary: The transfer arm.
+        baseline: The scratch arm.
+    """
+    out = []
     for seed in sorted({r["seed"] for r in history}):
         t = [r for r in history if r["arm"] == primary and r["seed"] == seed]
         s = [r for r in history if r["arm"] == baseline and r["seed"] == seed]
-        if t and s:
-            per_seed.append(compute_saved(t, s))
-    if not per_seed:
-        return {}
-    return {
-        k: float(np.nanmean([p[k] for p in per_seed]))
-        if any(not math.isnan(p[k]) for p in per_seed)
-        else math.nan
-        for k in per_seed[0]
-    }
-
-
-def label_savings(
-    labels: Sequence[float], transfer: Sequence[float], scratch: Sequence[float], reached: float
-) -> dict[str, float]:
-    """:func:`labels_saved`, plus ``scratch_equivalent``: the labels per class scratch needs on
-    the curve to reach ``reached`` (the transfer arm's accuracy at its budget)."""
-    out = labels_saved(labels, transfer, scratch)
-    out["scratch_equivalent"] = labels_to_reach(labels, scratch, reached)
-    return out
+        if not (t and s):
+            continue
+        goal = max(r["val_acc"] for r in s)
+        out.append(epochs_to_reach(s, goal) - epochs_to_reach(t, goal))
+    return PerSeed(tuple(out))

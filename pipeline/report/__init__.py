@@ -7,45 +7,64 @@ import json
 from pathlib import Path
 
 from pipeline.report.summary import Evaluation
-from pipeline.transfer.curves import mean
+from pipeline.transfer.curves import band
 
 
 def write_report(ev: Evaluation, folder: Path) -> None:
-    """``report.md``, its PNG figures and ``summary.json`` into ``folder``."""
+    """``report.md``, its PNG figures, ``report.html`` (both in one file) and ``summary.json`` into
+    ``folder``."""
     from pipeline.report import plots
+    from pipeline.report.html import write_html
     from pipeline.report.markdown import render_report
 
     folder.mkdir(parents=True, exist_ok=True)
+    c = ev.confidence
     if ev.freeze_depth:
-        plots.plot_freeze_depth(
-            ev.freeze_depth, ev.arms[ev.baseline].acc.mean, folder / "freeze_depth.png"
-        )
+        scratch = ev.arms[ev.baseline].acc.mean
+        plots.plot_freeze_depth(ev.freeze_depth, scratch, folder / "freeze_depth.png", c)
     if ev.label_efficiency:
-        plots.plot_label_efficiency(ev.label_efficiency, folder / "label_efficiency.png")
-    plots.plot_arms(ev.arms, folder / "arms.png")
+        names = (ev.primary, ev.baseline)
+        plots.plot_label_efficiency(ev.label_efficiency, folder / "label_efficiency.png", c, names)
+    plots.plot_arms(ev.arms, folder / "arms.png", c)
     plots.plot_confusion(ev.confusion, ev.classes, folder / "confusion.png")
     (folder / "report.md").write_text(render_report(ev))
+    write_html(folder)
     (folder / "summary.json").write_text(json.dumps(ev.to_dict(), indent=2, sort_keys=True) + "\n")
 
 
+def _with_band(row: dict, name: str, values: tuple, confidence: float) -> dict:
+    iv = band(values, confidence)
+    return row | {name: iv.mean, f"{name}_low": iv.low, f"{name}_high": iv.high}
+
+
 def plot_tables(ev: Evaluation) -> dict[str, list[dict]]:
-    """The tables `dvc plots show` draws, by file name (empty tables are left out)."""
+    """The tables `dvc plots show` draws, by file name: means with their interval bounds
+    (empty tables are left out)."""
+    c = ev.confidence
+    depth = []
+    for r in ev.freeze_depth or []:
+        row = {"k": r.k}
+        for name in ("freeze", "anb", "anb_plus"):
+            row = _with_band(row, name, getattr(r, name), c)
+        depth.append(row)
+    labels = []
+    for r in ev.label_efficiency or []:
+        row = _with_band({"labels_per_class": r.labels_per_class}, "transfer", r.transfer, c)
+        labels.append(_with_band(row, "scratch", r.scratch, c))
     tables = {
-        "arms.csv": [{"arm": n, "test_acc": a.acc.mean} for n, a in ev.arms.items()],
-        "freeze_depth.csv": [
-            {"k": r.k, "frozen": mean(r.frozen), "finetuned": mean(r.finetuned)}
-            for r in ev.freeze_depth or []
-        ],
-        "label_efficiency.csv": [
+        "arms.csv": [
             {
-                "labels_per_class": r.labels_per_class,
-                "transfer": mean(r.transfer),
-                "scratch": mean(r.scratch),
+                "arm": n,
+                "test_acc": a.acc.mean,
+                "test_acc_low": a.acc.low,
+                "test_acc_high": a.acc.high,
             }
-            for r in ev.label_efficiency or []
+            for n, a in ev.arms.items()
         ],
+        "freeze_depth.csv": depth,
+        "label_efficiency.csv": labels,
         "confusion.csv": [
-            {"actual": i, "predicted": j}
+            {"actual": ev.classes[i], "predicted": ev.classes[j]}  # the dataset's class names
             for i, row in enumerate(ev.confusion)
             for j, n in enumerate(row)
             for _ in range(n)

@@ -8,9 +8,38 @@ from pathlib import Path
 
 from pipeline import __version__
 
+# Files DVC writes during a run (besides the stage outputs listed in dvc.lock): a run that
+# rewrote them is still a run of the committed code.
+DVC_WRITTEN = ("dvc.lock", "params.yaml")
 
-def git_state(root: Path) -> dict[str, str]:
-    """Commit hash, branch and whether the work tree has uncommitted changes (empty if no git)."""
+
+def generated_paths(root: Path | str) -> list[str]:
+    """Paths DVC rewrites while a pipeline runs: ``dvc.lock``, ``params.yaml``, every stage output
+    listed in ``dvc.lock`` (metrics and plots files committed to git are among them) and the
+    ``.gitignore`` DVC keeps beside each output."""
+    import yaml
+
+    paths = list(DVC_WRITTEN)
+    try:
+        lock = yaml.safe_load((Path(root) / "dvc.lock").read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return paths
+    for stage in (lock.get("stages") or {}).values():
+        for out in stage.get("outs") or []:
+            if "path" in out:  # DVC also lists cached outputs in a .gitignore beside them
+                paths += [out["path"], (Path(out["path"]).parent / ".gitignore").as_posix()]
+    return sorted(set(paths))
+
+
+def git_state(root: Path | str) -> dict[str, str]:
+    """Commit hash, branch and whether the code has uncommitted changes (empty if no git).
+
+    Dirty means a tracked file other than what DVC itself rewrites (:func:`generated_paths`)
+    differs from the commit: ``dvc repro`` rewrites dvc.lock and committed metrics mid-run, and
+    ``dvc exp run -S`` rewrites params.yaml (the config is logged with every run anyway), so
+    counting those would mark every run of a clean clone dirty. The changed files, if any, are
+    listed in ``graftlab.git_dirty_files``.
+    """
 
     def git(*args: str) -> str:
         out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
@@ -19,12 +48,16 @@ def git_state(root: Path) -> dict[str, str]:
     commit = git("rev-parse", "HEAD")
     if not commit:
         return {}
-    dirty = git("status", "--porcelain", "--untracked-files=no")
-    return {
+    exclude = [f":(exclude){p}" for p in generated_paths(root)]
+    files = git("diff", "--name-only", "HEAD", "--", ".", *exclude).splitlines()
+    tags = {
         "mlflow.source.git.commit": commit,
         "mlflow.source.git.branch": git("rev-parse", "--abbrev-ref", "HEAD"),
-        "graftlab.git_dirty": str(bool(dirty)).lower(),
+        "graftlab.git_dirty": str(bool(files)).lower(),
     }
+    if files:
+        tags["graftlab.git_dirty_files"] = ", ".join(files)[:4000]
+    return tags
 
 
 def stage_tags(stage: str, root: Path) -> dict[str, str]:

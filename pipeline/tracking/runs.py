@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline.data.domain import Split
-from pipeline.tracking.datasets import log_split
+from pipeline.tracking.datasets import SplitDataset, log_split
 from pipeline.tracking.lineage import flatten
+from pipeline.tracking.links import describe
 from pipeline.transfer.arms import Arm
 
 
@@ -15,20 +16,25 @@ def log_arm_run(
     *,
     dataset: str,
     labels_per_class: int,
-    labelled: Split,
-    val: dict,
+    labelled: Split | None,
+    validation: Split | None,
     data_path: Path,
     source_ids: dict,
     tune_run_id: str | None = None,
-) -> None:
-    """Tags, params and dataset inputs of the active run, which trains ``arm`` for one seed.
+) -> str | None:
+    """Tags, params, description and dataset inputs of the active run, which trains ``arm`` for
+    one seed; return the labelled subset's sha256 (None without target labels).
+
+    A no-source arm (scratch) carries no source tags, input or links: nothing of the source
+    model reaches it.
 
     Args:
         arm: The arm (its settings carry the seed).
         dataset: Target dataset name.
         labels_per_class: The label budget.
-        labelled: The labelled training subset the seed drew.
-        val: The validation split's data-card entry (``sha256``, ``size``).
+        labelled: The labelled training subset the seed drew (None: no target labels).
+        validation: The labelled validation subset the seed drew (None when
+            :func:`log_unlabelled_inputs` logs what the run validates on).
         data_path: The prepared target arrays.
         source_ids: The source model's MLflow ids (``run_id``, ``model_id``).
         tune_run_id: The study run the settings came from, if any.
@@ -38,20 +44,68 @@ def log_arm_run(
 
     seed = arm.settings.seed
     tags = {"graftlab.arm": arm.name, "graftlab.seed": str(seed), "graftlab.role": "target"}
+    experiment_id = mlflow.active_run().info.experiment_id
+    links: dict[str, tuple[str, str | None]] = {}
     if arm.uses_source:
         tags |= {
             "graftlab.source_run_id": source_ids["run_id"],
             "graftlab.source_model_id": source_ids["model_id"],
         }
         mlflow.log_input(model=LoggedModelInput(source_ids["model_id"]))
+        links = {
+            "source model": ("model", source_ids["model_id"]),
+            "pretrain run": ("run", source_ids["run_id"]),
+        }
     if tune_run_id:
         tags["graftlab.tune_run_id"] = tune_run_id
+        links["tune run (settings)"] = ("run", tune_run_id)
     mlflow.set_tags(tags)
     params = {"arm": arm.name, "init_groups": arm.init_groups, "labels_per_class": labels_per_class}
     mlflow.log_params(flatten({**params, **arm.settings.as_dict()}))
-    split = f"train[{labels_per_class}/class, seed {seed}]"
-    log_split(dataset, split, labelled.sha256(), data_path, "training", len(labelled))
-    log_split(dataset, "val", val["sha256"], data_path, "validation", val["size"])
+    sha = None
+    if labelled is not None:
+        split = f"train[{labels_per_class}/class, seed {seed}]"
+        sha = labelled.sha256()
+        log_split(dataset, split, sha, data_path, "training", len(labelled))
+    if validation is not None:
+        val = f"val[{len(validation)} images, seed {seed}]"
+        log_split(dataset, val, validation.sha256(), data_path, "validation", len(validation))
+    start = "the source model's first" if arm.uses_source else "no source groups: random init of"
+    data = (
+        f"{labels_per_class} labelled {dataset} images per class"
+        if labelled is not None
+        else f"labelled source and unlabelled {dataset} images"
+    )
+    describe(
+        experiment_id,
+        f"Arm **{arm.name}**, seed {seed}: {start} {arm.init_groups or 'all'} layer groups, "
+        f"{arm.settings.freeze_groups} frozen, trained on {data}. "
+        "The trained model is this run's output.",
+        links,
+    )
+    return sha
+
+
+def log_unlabelled_inputs(target: dict, target_path: Path, source: dict, source_path: Path) -> None:
+    """Dataset inputs of a transductive run: the target's train and val inputs marked unlabelled
+    (input tag ``labelled: false``; their digests cover the inputs only), the labelled source
+    train and val splits.
+
+    Args:
+        target: Data card of the target as the run saw it (labels removed).
+        target_path: The prepared target arrays.
+        source: Data card of the source.
+        source_path: The prepared source arrays.
+    """
+    unlabelled = {"labelled": "false"}
+    for split, context in (("train", "training"), ("val", "validation")):
+        info = target["splits"][split]
+        name = f"{split}[unlabelled]"
+        log_split(
+            target["name"], name, info["sha256"], target_path, context, info["size"], unlabelled
+        )
+        info = source["splits"][split]
+        log_split(source["name"], split, info["sha256"], source_path, context, info["size"])
 
 
 def log_curves(freeze_depth: list | None, label_efficiency: list | None) -> None:
@@ -64,8 +118,9 @@ def log_curves(freeze_depth: list | None, label_efficiency: list | None) -> None
     for r in freeze_depth or []:
         mlflow.log_metrics(
             {
-                "curve.freeze_depth.frozen": mean(r.frozen),
-                "curve.freeze_depth.finetuned": mean(r.finetuned),
+                "curve.freeze_depth.freeze": mean(r.freeze),
+                "curve.freeze_depth.anb": mean(r.anb),
+                "curve.freeze_depth.anb_plus": mean(r.anb_plus),
             },
             step=r.k,
         )
@@ -76,15 +131,42 @@ def log_curves(freeze_depth: list | None, label_efficiency: list | None) -> None
         )
 
 
-def log_scored(scored: list) -> None:
-    """Each scored model as a model input of the active run, its test metrics logged on it."""
+def log_scored(scored: list, test: SplitDataset, tags: dict[str, str]) -> None:
+    """Each scored model as a model input of the active (evaluate) run, and one nested run per
+    model that scored it on ``test``: ``test_acc`` and ``test_macro_f1`` on that run and on the
+    model, under the same names for every model (the UI's models table sorts by them).
+
+    One run per model, as ``mlflow.evaluate`` does: the evaluate run keeps only its summary
+    metrics instead of fifteen values of one ``test_acc``.
+    """
     import mlflow
     from mlflow.entities import LoggedModelInput
 
+    from pipeline.tracking.models import log_model_metrics
+
+    parent = mlflow.active_run().info
     for r in scored:
         mlflow.log_input(model=LoggedModelInput(r.model_id))
-        prefix = f"{r.arm}.seed{r.seed}"
-        mlflow.log_metrics(
-            {f"{prefix}.test_acc": r.acc, f"{prefix}.test_macro_f1": r.macro_f1},
-            model_id=r.model_id,
-        )
+    for r in scored:
+        with mlflow.start_run(
+            run_name=f"score {r.arm}-seed{r.seed}",
+            nested=True,
+            tags={
+                **{k: v for k, v in tags.items() if r.init_groups or "source_" not in k},
+                "graftlab.arm": r.arm,
+                "graftlab.seed": str(r.seed),
+            },
+        ):
+            mlflow.log_input(model=LoggedModelInput(r.model_id))
+            mlflow.log_input(test, context="evaluation", tags={"sha256": test.profile["sha256"]})
+            metrics = {"test_acc": r.acc, "test_macro_f1": r.macro_f1}
+            log_model_metrics(r.model_id, metrics, dataset=(test.name, test.digest))
+            describe(
+                parent.experiment_id,
+                f"Test score of **{r.arm}**, seed {r.seed}, on {test.name}.",
+                {
+                    "model": ("model", r.model_id),
+                    "run that trained it": ("run", r.run_id),
+                    "evaluate run": ("run", parent.run_id),
+                },
+            )

@@ -53,17 +53,32 @@ class Arm:
         init_groups: Leading layer groups copied from the source model.
         settings: Optimisation settings (its seed included).
         objectives: Makes the arm's loss terms, fresh for every training run.
+        recipe: The resolved settings and objective configs as plain values (for logging and
+            for telling when two arms train the same model).
     """
 
     name: str
     init_groups: int
     settings: FitSettings
     objectives: ObjectivesFactory = field(default=cross_entropy_only, compare=False)
+    recipe: dict = field(default_factory=dict, compare=False)
 
     @property
     def uses_source(self) -> bool:
         """Whether the arm starts from source weights (else it is a no-transfer baseline)."""
         return self.init_groups > 0
+
+    def fingerprint(self, groups: int) -> str:
+        """What determines the trained model: equal fingerprints, same model (e.g. ``freeze_k``
+        at k = 0 and ``finetune``). Learning rates of frozen groups do not count."""
+        import json
+
+        recipe = {**self.settings.as_dict(), "init_groups": self.init_groups}
+        recipe["objectives"] = self.recipe.get("objectives")
+        if self.settings.freeze_groups >= groups:
+            recipe.pop("backbone_lr", None)
+            recipe.pop("lr_decay", None)
+        return json.dumps(recipe, sort_keys=True, default=str)
 
 
 def init_model(

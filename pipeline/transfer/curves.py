@@ -1,10 +1,11 @@
 """The curves behind the report: freeze depth (Yosinski et al.) and label efficiency.
 
-Both train extra models seeded like the transfer stage's arms; how they are trained and scored is
-the caller's ``accuracy(arms, labels_per_class) -> accuracies`` (test accuracy in the evaluate
-stage). Each call hands over every arm trained at one label budget, so the caller can train them
-as ensembles (:class:`pipeline.transfer.train.TrainedAccuracy`): all seeds of a point at once, and
-the fine-tuned points of the freeze-depth curve together.
+Both train extra models seeded like the transfer stage's arms, with per-seed values kept so every
+point carries an interval over the same paired seeds. How they are trained and scored is the
+caller's ``accuracy(arms, labels_per_class) -> accuracies`` (test accuracy in the evaluate stage).
+Each call hands over every arm trained at one label budget, so the caller can train them as
+ensembles (:class:`pipeline.transfer.train.TrainedAccuracy`): all seeds of a point at once, and
+the points of the freeze-depth curve that share a frozen depth together.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pipeline.metrics.intervals import Interval
 from pipeline.transfer.arms import Arm
 
 ArmForSeed = Callable[[int], Arm]
@@ -23,17 +25,21 @@ Accuracy = Callable[[Sequence[Arm], int], list[float]]
 
 @dataclass(frozen=True)
 class DepthPoint:
-    """One k of the freeze-depth curve: per-seed accuracies of AnB (frozen) and AnB+ (fine-tuned).
+    """One k of the freeze-depth curve, per-seed accuracies of three ways to use k groups.
 
     Attributes:
-        k: Layer groups copied from the source.
-        frozen: Per-seed accuracy with the k copied groups frozen (AnB).
-        finetuned: Per-seed accuracy with everything fine-tuned (AnB+).
+        k: Layer groups.
+        anb: Copy the first k source groups, keep them frozen, train the rest from a random init
+            (Yosinski et al.'s AnB).
+        anb_plus: Copy the first k groups and fine-tune everything (AnB+).
+        freeze: Copy every source group and freeze the first k (what ``transfer.freeze_groups``
+            chooses: k = 0 is fine-tuning, k = G a linear probe).
     """
 
     k: int
-    frozen: tuple[float, ...]
-    finetuned: tuple[float, ...]
+    anb: tuple[float, ...]
+    anb_plus: tuple[float, ...]
+    freeze: tuple[float, ...]
 
 
 @dataclass(frozen=True)
@@ -54,19 +60,23 @@ def variant(arm: Arm, init_groups: int, freeze_groups: int) -> Arm:
 def freeze_depth_curve(
     base: ArmForSeed, groups: int, labels: int, seeds: Sequence[int], accuracy: Accuracy
 ) -> list[DepthPoint]:
-    """Yosinski et al.'s AnB (copy k, frozen) and AnB+ (copy k, fine-tune all), k = 0..G.
+    """AnB, AnB+ and copy-all-freeze-k accuracy for k = 0..G, every point with ``base``'s
+    optimiser settings (the tuned ones), so only how the source is used changes along the curve.
 
     Yosinski, Clune, Bengio & Lipson, "How transferable are features in deep neural networks?",
-    NeurIPS 2014. Every point trains with ``base``'s optimiser settings, so only the copied/frozen
-    depth changes along the curve; at k = 0 both are ``base`` from scratch.
+    NeurIPS 2014. At k = 0, AnB and AnB+ are ``base`` from a random init.
     """
     seeds = list(seeds)
-    # (copied, frozen) per point; at k = 0 AnB and AnB+ are both base from scratch: trained once
-    points = [(k, k) for k in range(groups + 1)] + [(k, 0) for k in range(1, groups + 1)]
-    acc = accuracy([variant(base(s), k, f) for k, f in points for s in seeds], labels)
+    # (copied, frozen) groups of every point; a model on two series (AnB and AnB+ at k = 0,
+    # AnB+ at k = G and freeze at k = 0, ...) is asked for once
+    anb = [(k, k) for k in range(groups + 1)]
+    anb_plus = [(k, 0) for k in range(groups + 1)]
+    freeze = [(groups, k) for k in range(groups + 1)]
+    points = list(dict.fromkeys(anb + anb_plus + freeze))
+    acc = accuracy([variant(base(s), c, f) for c, f in points for s in seeds], labels)
     n = len(seeds)
     of = {p: tuple(acc[i * n : (i + 1) * n]) for i, p in enumerate(points)}
-    return [DepthPoint(k, of[k, k], of[k, 0]) for k in range(groups + 1)]
+    return [DepthPoint(k, of[anb[k]], of[anb_plus[k]], of[freeze[k]]) for k in range(groups + 1)]
 
 
 def label_curve(
@@ -88,3 +98,13 @@ def label_curve(
 def mean(values: Sequence[float]) -> float:
     """Mean of a point's per-seed values."""
     return float(np.mean(values))
+
+
+def band(values: Sequence[float], confidence: float) -> Interval:
+    """A point's mean and interval over seeds."""
+    return Interval.of(values, confidence)
+
+
+def best_k(rows: Sequence[DepthPoint], series: str = "freeze") -> int:
+    """The k with the highest mean accuracy on ``series`` (the smallest such k on ties)."""
+    return max(rows, key=lambda r: (mean(getattr(r, series)), -r.k)).k

@@ -23,7 +23,7 @@ from pipeline.models.grouped import GroupedNet
 from pipeline.objectives import Objective
 from pipeline.objectives.cross_entropy import CrossEntropy
 from pipeline.transfer.prefix_cache import PrefixCache
-from pipeline.transfer.settings import FitSettings, describe
+from pipeline.transfer.settings import FitSettings
 from pipeline.transfer.widen import WidenError, check_wide, link, unlink, widen
 
 if TYPE_CHECKING:  # Lightning loads at the first fit: stages that do not train never pay for it
@@ -39,10 +39,12 @@ class FitResult:
     """Outcome of :func:`fit`.
 
     Attributes:
-        model: The network with its best-epoch (highest validation accuracy) weights, in eval mode.
-        history: One dict per epoch: epoch, train/loss, train/acc, val/loss, val/acc, seconds.
-        best_epoch: Epoch (0-based) of the best validation accuracy.
-        best_val_acc: That accuracy.
+        model: The network with its best-epoch weights (highest ``settings.monitor``, or the last
+            epoch when it is None), in eval mode.
+        history: One dict per epoch: epoch, train/loss, train/acc, val/loss, val/acc, seconds
+            and any other ``val/*`` metric a callback logged (unsupervised validators).
+        best_epoch: Epoch (0-based) kept.
+        best_val_acc: Validation accuracy at that epoch.
         seconds: Wall time of the whole fit (an ensemble member's share of the ensemble's).
         cached_prefix: Whether training ran on cached frozen-prefix activations.
     """
@@ -75,6 +77,11 @@ class Member:
         logger: A Lightning logger receiving its per-epoch metrics, or False.
         cache_keys: Prefix-cache key per stream name and ``"val"``, each identifying the frozen
             weights and the data (equal keys share one computation); None: no memoisation.
+        val: Its own (x, y) validation split (say, its seed's validation budget); None: the one
+            :func:`fit_ensemble` is given.
+        rng_state: torch's CPU generator state right after its model was initialised: restored
+            before its objectives build their parameters (a discriminator's init), so they draw
+            what they would draw alone. None: the generator as it is.
     """
 
     model: GroupedNet
@@ -83,6 +90,8 @@ class Member:
     objectives: Mapping[str, Objective] | None = None
     logger: object = False
     cache_keys: Mapping[str, Hashable] | None = None
+    val: Tensors | None = None
+    rng_state: torch.Tensor | None = field(default=None, repr=False)
 
 
 def fit(
@@ -144,7 +153,7 @@ def fit(
 
 def fit_ensemble(
     members: Sequence[Member],
-    val: Tensors,
+    val: Tensors | None = None,
     *,
     trainer_kwargs: dict | None = None,
     logger: object = False,
@@ -166,13 +175,15 @@ def fit_ensemble(
 
     Args:
         members: The networks and what each trains on; they must agree on the architecture, the
-            stream names and sizes, the objectives' kinds, and every setting but the seed and the
-            learning rates and weight decay (see :func:`ensemble_key`).
-        val: (x, y) validation tensors shared by the members.
+            stream and validation sizes, the objectives' kinds, and every setting but the seed
+            and the learning rates and weight decay (see :func:`ensemble_key`).
+        val: (x, y) validation tensors of the members that bring none of their own.
         trainer_kwargs: Extra ``lightning.pytorch.Trainer`` arguments (accelerator, precision...).
         logger: A Lightning logger for the whole fit (gets the mean over members) or False.
         callbacks: Extra callbacks; ``val/acc`` in ``trainer.callback_metrics`` is the members'
-            mean, ``module.member_metrics`` has each member's.
+            mean, ``module.member_metrics`` has each member's. Several members train together
+            only when they keep the best ``val/acc`` or the last epoch (``settings.monitor``):
+            validators that log their own metric score one network.
         cache: Prefix cache; None computes the prefixes for this fit only.
         prefix_caching: False always runs the whole network (for benchmarks and checks).
         checkpoint_dir: Write the best epoch's Lightning checkpoint (``best.ckpt``) there (one
@@ -210,8 +221,8 @@ def fit_ensemble(
     use_cache = prefix_caching and k > 0 and settings.augment is None
     read = {name for o in objectives[0].values() for name in o.reads}
     streams = [{n: _to(t, device) for n, t in s.items() if n in read} for s in streams]
-    xv, yv = _to(val, device)
-    xvs = [xv] * len(members)
+    vals = [_to(m.val if m.val is not None else val, device) for m in members]
+    xvs = [x for x, _ in vals]
     if use_cache:
         cache = cache or PrefixCache()
         for i, m in enumerate(members):
@@ -219,11 +230,18 @@ def fit_ensemble(
             streams[i] = {
                 n: (cache.get(models[i], x, k, key(n)), y) for n, (x, y) in streams[i].items()
             }
-            xvs[i] = cache.get(models[i], xv, k, key("val"))
-    for model, terms in zip(models, objectives, strict=True):
+            xvs[i] = cache.get(models[i], xvs[i], k, key("val"))
+    for member, model, terms in zip(members, models, objectives, strict=True):
+        if member.rng_state is not None:
+            torch.random.set_rng_state(member.rng_state)
         for objective in terms.values():
             objective.setup(model)
-    wide = _widen(models, xv[:4]) if vectorise and len(models) > 1 else None
+    wide = _widen(models, vals[0][0][:4]) if vectorise and len(models) > 1 else None
+    member_loggers = [m.logger for m in members]
+    if len(members) == 1 and member_loggers[0] and not logger:
+        # one network: its logger is the loop's, as in a plain fit, so what callbacks log
+        # themselves (validators' val/im, ...) reaches its run too; Lightning finalizes it
+        logger, member_loggers = member_loggers[0], [False]
     module = TransferModule(
         models,
         objectives,
@@ -231,10 +249,10 @@ def fit_ensemble(
         start=k if use_cache else 0,
         driver=driver,
         wide=wide,
-        member_loggers=[m.logger for m in members],
+        member_loggers=member_loggers,
     )
     train_batches = _train_batches(members, streams, driver)
-    val_batches = _val_batches(xvs, yv, wide is not None)
+    val_batches = _val_batches(xvs, [y for _, y in vals], wide is not None)
     history = EpochHistory(len(members))
     with tempfile.TemporaryDirectory(prefix="graftlab-fit-") as tmp:
         if checkpoint_dir is not None:
@@ -246,7 +264,7 @@ def fit_ensemble(
                 save_weights_only=True,
             )
         else:
-            best = BestWeights(len(members))
+            best = BestWeights([m.settings.monitor for m in members])
         trainer = L.Trainer(
             max_epochs=settings.epochs,
             logger=logger,
@@ -255,7 +273,8 @@ def fit_ensemble(
             num_sanity_val_steps=0,
             enable_model_summary=False,
             enable_checkpointing=checkpoint_dir is not None,
-            log_every_n_steps=max(1, len(train_batches)),
+            log_every_n_steps=max(1, min(len(train_batches), settings.steps_per_epoch or 1 << 30)),
+            limit_train_batches=settings.steps_per_epoch or 1.0,
             **kwargs,
         )
         t0 = time.perf_counter()
@@ -269,9 +288,9 @@ def fit_ensemble(
         finally:
             if wide is not None:
                 unlink(wide)
-            for m in members:
-                if m.logger:
-                    m.logger.finalize(status)
+            for member_logger in member_loggers:
+                if member_logger:
+                    member_logger.finalize(status)
         seconds = (time.perf_counter() - t0) / len(members)
     if isinstance(best, BestWeights):
         states = best.state
@@ -282,8 +301,8 @@ def fit_ensemble(
     else:
         states = [None]
     return [
-        _result(model, state, rows, seconds, use_cache)
-        for model, state, rows in zip(models, states, history.rows, strict=True)
+        _result(model, state, rows, seconds, use_cache, m.settings.monitor)
+        for m, model, state, rows in zip(members, models, states, history.rows, strict=True)
     ]
 
 
@@ -313,29 +332,37 @@ def _train_batches(
     return StackedBatches(per_member)
 
 
-def _val_batches(xvs: list[torch.Tensor], y: torch.Tensor, wide: bool) -> Stream:
-    """Validation inputs as ``(N, S, ...)``: one tensor seen by all members (a view) or each
-    member's own prefix activations, stacked."""
-    shared = all(x is xvs[0] for x in xvs)
-    x = (
-        xvs[0].unsqueeze(1).expand(-1, len(xvs), *xvs[0].shape[1:])
-        if shared
-        else torch.stack(xvs, 1)
-    )
+def _val_batches(xvs: list[torch.Tensor], ys: list[torch.Tensor], wide: bool) -> Stream:
+    """Validation inputs ``(N, S, ...)`` and labels ``(N, S)``: one split seen by every member
+    (a view) or each member's own split (or prefix activations), stacked."""
     # an ensemble's activations are S times wider: smaller validation batches keep them in cache
     # (a 200-image pass of 10 members ran 2x faster in batches of 50 than in one)
-    return Stream(x, y, max(16, 512 // len(xvs)) if wide else 1024)
+    return Stream(_stack(xvs), _stack(ys), max(16, 512 // len(xvs)) if wide else 1024)
+
+
+def _stack(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """Per-member tensors stacked at dim 1; one tensor shared by all as an expanded view."""
+    first = tensors[0]
+    if all(t is first for t in tensors):
+        return first.unsqueeze(1).expand(-1, len(tensors), *first.shape[1:])
+    return torch.stack(tensors, 1)
 
 
 def _result(
-    model: GroupedNet, state: dict | None, rows: list[dict], seconds: float, cached: bool
+    model: GroupedNet,
+    state: dict | None,
+    rows: list[dict],
+    seconds: float,
+    cached: bool,
+    monitor: str | None,
 ) -> FitResult:
-    """Load the best epoch's weights into ``model`` and describe its fit."""
+    """Load the kept epoch's weights into ``model`` and describe its fit."""
     if state is None:
         raise TrainingError("training finished without a single validated epoch")
     model.load_state_dict(state)
     model.eval()
-    best_epoch = max(range(len(rows)), key=lambda e: rows[e]["val/acc"])
+    last = len(rows) - 1
+    best_epoch = last if monitor is None else max(range(last + 1), key=lambda e: rows[e][monitor])
     return FitResult(
         model=model,
         history=rows,
@@ -346,25 +373,25 @@ def _result(
     )
 
 
+# settings each member of an ensemble may set for itself (they become its optimiser groups)
+PER_MEMBER = {"seed", "head_lr", "backbone_lr", "lr_decay", "weight_decay", "section"}
+
+
 def ensemble_key(member: Member) -> tuple:
-    """What members must share to train in one loop: architecture, stream names and sizes,
-    objectives (kinds and hyper-parameters) and settings other than seed, learning rates and
+    """What members must share to train in one loop: architecture, stream and validation sizes,
+    objectives (kinds and hyper-parameters) and every setting but seed, learning rates and
     weight decay."""
-    s = member.settings
     streams = member.train if isinstance(member.train, Mapping) else {"target": member.train}
     shapes = tuple((k, tuple(v.shape)) for k, v in member.model.state_dict().items())
     terms = member.objectives or {"ce": CrossEntropy()}
+    settings = member.settings.as_dict()
     return (
         type(member.model).__name__,
         hash(shapes),
         tuple(sorted((n, tuple(x.shape), y is None) for n, (x, y) in streams.items())),
+        None if member.val is None else tuple(member.val[0].shape),
         tuple(sorted((n, signature(o)) for n, o in terms.items())),
-        s.epochs,
-        s.batch_size,
-        s.freeze_groups,
-        describe(s.optimizer),
-        describe(s.scheduler),
-        describe(s.augment),
+        tuple(sorted((k, str(v)) for k, v in settings.items() if k not in PER_MEMBER)),
     )
 
 

@@ -166,10 +166,9 @@ class TransferModule(L.LightningModule):
         self._val_sums = torch.zeros(len(self.members), 3, device=self.device)
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], _: int) -> None:
-        x, y = batch  # x (N, S, ...), y (N,) shared by the members
+        x, target = batch  # x (N, S, ...), target (N, S): member i's split at [:, i]
         _, logits = self.forward_members(x)
         n, s, k = logits.shape
-        target = y.unsqueeze(1).expand(n, s)
         loss = F.cross_entropy(logits.reshape(n * s, k), target.reshape(-1), reduction="none")
         correct = (logits.argmax(-1) == target).sum(0).float()
         seen = torch.full_like(correct, n)
@@ -258,22 +257,35 @@ class TransferModule(L.LightningModule):
 
 
 class BestWeights(Callback):
-    """Keeps an in-memory copy of every member's weights at its best validation accuracy.
+    """Keeps an in-memory copy of every member's weights at its best epoch.
 
     Hand-written because ``ModelCheckpoint`` must write a file per improvement; for the many
     small target runs that cost more than an epoch of training. Stages that need a checkpoint
     file (pretrain) pass ``checkpoint_dir`` to :func:`pipeline.transfer.fit.fit` and get
     ``ModelCheckpoint``.
+
+    Args:
+        monitors: Per member, the metric whose best epoch is kept: ``val/acc`` (its own), another
+            logged ``val/<name>`` (a callback's, single network), or None for the last epoch.
     """
 
-    def __init__(self, members: int) -> None:
-        self.best = [-math.inf] * members
-        self.state: list[dict | None] = [None] * members
+    def __init__(self, monitors: list[str | None]) -> None:
+        self.monitors = monitors
+        self.best = [-math.inf] * len(monitors)
+        self.state: list[dict | None] = [None] * len(monitors)
 
     def on_validation_end(self, trainer: L.Trainer, module: TransferModule) -> None:
-        for i, metrics in enumerate(module.member_metrics):
-            if metrics["val/acc"] > self.best[i]:
-                self.best[i] = metrics["val/acc"]
+        for i, (metrics, monitor) in enumerate(
+            zip(module.member_metrics, self.monitors, strict=True)
+        ):
+            if monitor is None:  # fixed-length training keeps the last epoch
+                value = math.inf
+            elif monitor in metrics:
+                value = metrics[monitor]
+            else:
+                value = float(trainer.callback_metrics[monitor])
+            if value > self.best[i] or monitor is None:
+                self.best[i] = value
                 state = module.members[i].state_dict()
                 self.state[i] = {k: v.detach().clone() for k, v in state.items()}
 
@@ -288,4 +300,7 @@ class EpochHistory(Callback):
     def on_train_epoch_end(self, trainer: L.Trainer, module: TransferModule) -> None:
         seconds = (time.perf_counter() - self.t0) / len(self.rows)
         for rows, metrics in zip(self.rows, module.member_metrics, strict=True):
-            rows.append({"epoch": trainer.current_epoch, "seconds": seconds, **metrics})
+            row = {"epoch": trainer.current_epoch, "seconds": seconds, **metrics}
+            # scores that callbacks logged for a single network (validators: val/im, ...)
+            row.update({k: float(v) for k, v in trainer.callback_metrics.items() if k not in row})
+            rows.append(row)

@@ -50,6 +50,10 @@ class FitSettings:
         augment: Optional ``(batch, generator) -> batch`` random augmentation of training batches
             (it rules out frozen-prefix caching).
         seed: Seed of initialisation and batch order.
+        steps_per_epoch: Cap on the steps of an epoch (None: one pass over the driver stream);
+            a large source stream makes a pass too long to validate between.
+        monitor: Logged validation metric whose best epoch is kept (``val/acc``, or an
+            unsupervised validator's ``val/<name>``); None keeps the last epoch (fixed length).
         section: Config section the settings came from, for error messages.
     """
 
@@ -64,6 +68,8 @@ class FitSettings:
     freeze_groups: int = 0
     augment: Augment | None = None
     seed: int = 0
+    steps_per_epoch: int | None = None
+    monitor: str | None = "val/acc"
     section: str = field(default="transfer", compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -76,6 +82,18 @@ class FitSettings:
             ("weight_decay", _num(self.weight_decay) and self.weight_decay >= 0, "a number >= 0"),
             ("optimizer", callable(self.optimizer), "an optimizer factory (_target_, _partial_)"),
             ("scheduler", callable(self.scheduler), "a scheduler factory (_target_, _partial_)"),
+            (
+                "steps_per_epoch",
+                self.steps_per_epoch is None
+                or (_int(self.steps_per_epoch) and self.steps_per_epoch >= 1),
+                "null or an integer >= 1",
+            ),
+            (
+                "monitor",
+                self.monitor is None
+                or (isinstance(self.monitor, str) and self.monitor.startswith("val/")),
+                "null (last epoch) or a validation metric 'val/<name>'",
+            ),
         ]
         for name, ok, allowed in checks:
             if not ok:

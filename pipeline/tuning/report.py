@@ -6,7 +6,6 @@ import warnings
 from pathlib import Path
 
 import optuna
-from optuna.trial import TrialState
 
 from pipeline.tuning.space import Param
 from pipeline.tuning.study import counts
@@ -24,9 +23,9 @@ def best_trial_summary(study: optuna.Study) -> dict:
 
 
 def study_metrics(study: optuna.Study, best: dict) -> dict:
-    """Counts by state, the best value and the mean duration of complete trials."""
+    """Counts by state and the best trial (trial durations are in trials.csv and MLflow: wall
+    time would make the metrics differ between runs of the same commit)."""
     c = counts(study)
-    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     return {
         "best_value": best.get("best_value"),
         "n_complete": c["COMPLETE"],
@@ -34,9 +33,6 @@ def study_metrics(study: optuna.Study, best: dict) -> dict:
         "n_fail": c["FAIL"],
         "n_running": c["RUNNING"],
         "best_trial": best.get("best_trial"),
-        "mean_trial_seconds": (sum(t.duration.total_seconds() for t in done) / len(done))
-        if done
-        else None,
     }
 
 
@@ -51,6 +47,21 @@ def write_study(study: optuna.Study, params: list[Param], best: dict, folder: Pa
     write_trials(study, folder / "trials.csv")
     plot_study(study, params, folder / "plots")
     metrics = study_metrics(study, best)
+    (folder / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    return metrics
+
+
+def write_disabled(folder: Path) -> dict:
+    """What tuning switched off leaves: an empty ``best.yaml`` (no overrides), no trials, no
+    plots; return the metrics."""
+    import json
+
+    import yaml
+
+    (folder / "best.yaml").write_text(yaml.safe_dump({"enabled": False, "overrides": {}}))
+    (folder / "trials.csv").write_text("")
+    (folder / "plots").mkdir()
+    metrics = {"enabled": False}
     (folder / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     return metrics
 
@@ -72,11 +83,12 @@ def plot_study(study: optuna.Study, params: list[Param], folder: Path) -> None:
     from optuna.visualization import matplotlib as ovm
 
     folder.mkdir(parents=True, exist_ok=True)
-    plots = {"history.png": lambda: ovm.plot_optimization_history(study)}
+    metric = (study.metric_names or ["Objective Value"])[0]  # optuna's plots ignore metric names
+    plots = {"history.png": lambda: ovm.plot_optimization_history(study, target_name=metric)}
     keys = [p.key for p in params]
     if "transfer.freeze_groups" in keys:
         plots["freeze_groups.png"] = lambda: ovm.plot_slice(
-            study, params=["transfer.freeze_groups"]
+            study, params=["transfer.freeze_groups"], target_name=metric
         )
     plots["importances.png"] = lambda: ovm.plot_param_importances(study)
     with warnings.catch_warnings():

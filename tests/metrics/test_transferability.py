@@ -313,3 +313,21 @@ def test_h_score_rejects_bad_inputs() -> None:
         h_score(np.zeros(5), np.arange(5))
     with pytest.raises(ValueError, match="labels"):
         h_score(np.zeros((5, 2)), np.arange(5).astype(float))
+
+
+def test_plain_h_score_saturates_with_fewer_samples_than_dimensions_shrinkage_does_not() -> None:
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(10), 4)  # 40 labelled images, 64-dim features: a few-label budget
+    scores = []
+    for signal in (0.0, 0.5, 2.0):
+        f = rng.normal(size=(40, 64)) + np.eye(10)[y] @ rng.normal(size=(10, 64)) * signal
+        assert h_score(f, y) == pytest.approx(9.0)  # C - 1 whatever the features
+        scores.append(h_score(f, y, shrinkage=True))
+    assert scores[0] < 1.0 < scores[1] < scores[2] < 9.0
+
+
+def test_shrinkage_h_score_approaches_the_plain_one_with_many_samples() -> None:
+    rng = np.random.default_rng(1)
+    y = np.arange(4000) % 4
+    f = rng.normal(size=(4000, 6)) + np.eye(4)[y] @ rng.normal(size=(4, 6))
+    assert h_score(f, y, shrinkage=True) == pytest.approx(h_score(f, y), rel=0.01)

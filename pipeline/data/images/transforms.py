@@ -18,6 +18,32 @@ def resize(x: np.ndarray, image_size: int) -> np.ndarray:
     return out.clamp(0, 1).numpy()
 
 
+# ITU-R 601-2 luma, as PIL's convert("L")
+_LUMA = np.asarray([0.299, 0.587, 0.114], np.float32).reshape(1, 3, 1, 1)
+
+
+def to_channels(domain: Domain, channels: int) -> Domain:
+    """The same images with ``channels`` channels: grayscale repeated to RGB, RGB to luma.
+
+    Raises:
+        ValueError: Not images, or a conversion other than 1 <-> 3 (or none).
+    """
+    have = domain.input_shape[0] if len(domain.input_shape) == 3 else None
+    if domain.modality != "image" or have is None:
+        raise ValueError(f"{domain.name}: channel conversion needs images (N, C, H, W)")
+    if have == channels:
+        return domain
+    if (have, channels) == (1, 3):
+        convert = lambda x: np.repeat(x, 3, axis=1)  # noqa: E731
+    elif (have, channels) == (3, 1):
+        convert = lambda x: (x * _LUMA).sum(axis=1, keepdims=True, dtype=np.float32)  # noqa: E731
+    else:
+        raise ValueError(f"{domain.name}: cannot convert {have} channels to {channels}")
+    splits = {k: Split(convert(v.x).astype(np.float32), v.y) for k, v in domain.splits.items()}
+    recipe = {**domain.recipe, "channels": {"from": have, "to": channels}}
+    return Domain(domain.name, domain.classes, splits, recipe, domain.modality)
+
+
 def channel_stats(domain: Domain, split: str = "train") -> tuple[list[float], list[float]]:
     """Per-channel mean and standard deviation of one split's images (N, C, H, W)."""
     x = domain.splits[split].x
@@ -63,3 +89,21 @@ class RandomShift:
         p = self.pixels
         dx, dy = torch.randint(-p, p + 1, (2,), generator=generator).tolist()
         return torch.roll(x, shifts=(dy, dx), dims=(-2, -1))
+
+
+def reprepare(
+    domain: Domain, channels: int, size: int, mean: list[float], std: list[float]
+) -> Domain:
+    """The same images as another network expects them: prepare's normalisation undone, resized
+    to ``size``, converted to ``channels`` and normalised with ``mean``/``std`` (for candidate
+    sources whose pretrained inputs differ from the configured backbone's)."""
+    norm = domain.recipe.get("normalize")
+    c = domain.input_shape[0]
+    m = np.asarray(norm["mean"] if norm else [0.0] * c, np.float32).reshape(1, -1, 1, 1)
+    s = np.asarray(norm["std"] if norm else [1.0] * c, np.float32).reshape(1, -1, 1, 1)
+    splits = {
+        k: Split(resize(np.clip(v.x * s + m, 0, 1), size), v.y) for k, v in domain.splits.items()
+    }
+    recipe = {k: v for k, v in domain.recipe.items() if k != "normalize"}
+    raw = Domain(domain.name, domain.classes, splits, recipe, domain.modality)
+    return normalize(to_channels(raw, channels), mean, std)

@@ -1,0 +1,45 @@
+"""Which evaluation metrics lead: a small headline file for `dvc metrics show` / `dvc exp show`,
+everything else in a details file.
+
+`dvc metrics show` puts every declared metrics file into one table whose columns are sorted by
+name, so a 47-key file buried the verdict; `dvc exp show` orders columns by file. The headline
+file is the only metrics file the pipeline declares, keys in reading order.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+# The answer first: how much transfer helped, how sure, and was it negative.
+HEADLINE = (
+    "transfer_gain",
+    "transfer_gain_ci_low",
+    "transfer_gain_ci_high",
+    "negative_transfer",
+    "inconclusive",
+    "ntg",
+    "transfer.test_acc",
+    "scratch.test_acc",
+    "recommended_k",
+    "seeds",
+)
+
+
+def split_metrics(flat: Mapping[str, object]) -> tuple[dict, dict]:
+    """``(headline, details)``: the :data:`HEADLINE` keys present in ``flat`` in that order, and
+    the remaining keys in their original order."""
+    headline = {k: flat[k] for k in HEADLINE if k in flat}
+    details = {k: v for k, v in flat.items() if k not in headline}
+    return headline, details
+
+
+def write_metrics(folder: Path, flat: Mapping[str, object]) -> dict:
+    """``metrics.json`` (headline, in :data:`HEADLINE` order) and ``details.json`` (the rest,
+    sorted) into ``folder``; return the headline."""
+    headline, details = split_metrics(flat)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "metrics.json").write_text(json.dumps(headline, indent=2) + "\n")
+    (folder / "details.json").write_text(json.dumps(details, indent=2, sort_keys=True) + "\n")
+    return headline

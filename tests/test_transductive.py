@@ -1,0 +1,169 @@
+"""The transductive setting end to end: no target label reaches tune or transfer, the evaluate
+stage reports methods, validators and domain distances, bad input stops before training."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+from safetensors.numpy import load_file
+
+from pipeline.data.domain import Domain, Split
+from pipeline.data.store import load_domain, save_domain
+from pipeline.errors import ConfigError, DataError
+from pipeline.transfer.train import TargetTask
+from stages import _build as build
+from stages import evaluate, transfer, tune
+from tests.conftest import compose, write_params
+
+SMALL = [
+    "setting=transductive",
+    "transfer.run=[source_only,dann,mcc]",
+    "transfer.epochs=2",
+    "transfer.steps_per_epoch=3",
+    "transfer.batch_size=16",
+    "tune.n_trials=2",
+    "tune.epochs=2",
+    "setting.source_train_sample=100",
+    "evaluate.scores.max_samples=100",
+]
+TARGET = Path("outputs/prepare/target")
+
+
+def _tune_and_transfer(folder: Path, cfg) -> None:
+    write_params(folder, cfg)
+    tune.run(cfg)
+    transfer.run(cfg)
+
+
+def _what_training_produced(folder: Path) -> dict:
+    """Everything tune and transfer wrote that a label could influence (ids and times aside)."""
+    out = folder / "outputs"
+    best = yaml.safe_load((out / "tune/best.yaml").read_text())
+    index = json.loads((out / "transfer/models/index.json").read_text())
+    volatile = {"run_id", "model_id", "seconds", "tune_run_id", "best_trial_run_id"}
+    history = (out / "transfer/history.csv").read_text().splitlines()
+    header = history[0].split(",")
+    keep = [i for i, h in enumerate(header) if h != "seconds"]
+    return {
+        "best": {k: v for k, v in best.items() if k not in volatile},
+        "runs": [{k: v for k, v in r.items() if k not in volatile} for r in index["runs"]],
+        "metrics": (out / "transfer/metrics.json").read_text(),
+        "history": [[line.split(",")[i] for i in keep] for line in history],
+        # tensors, not file bytes: a safetensors header orders its metadata differently each run
+        "files": {
+            str(p.relative_to(out)): {k: v.tobytes() for k, v in load_file(str(p)).items()}
+            for p in sorted((out / "transfer/models").rglob("*.safetensors"))
+        },
+    }
+
+
+def _permute_labels(folder: Path) -> None:
+    d = load_domain(folder / TARGET)
+    rng = np.random.default_rng(123)
+    splits = {
+        n: Split(s.x, rng.permutation(s.y)) if n in ("train", "val") else s
+        for n, s in d.splits.items()
+    }
+    save_domain(Domain(d.name, d.classes, splits, d.recipe, d.modality), folder / TARGET)
+
+
+@pytest.mark.slow
+def test_permuting_target_labels_changes_nothing_before_evaluate(
+    workspace, pretrained, tmp_path, monkeypatch
+):
+    cfg = compose(*SMALL)
+    _tune_and_transfer(workspace, cfg)
+    first = _what_training_produced(workspace)
+    assert first["files"], "transfer saved no models"
+    assert "transfer/models/predictions.safetensors" in first["files"]
+    assert {"val_im", "val_dev", "val_snd"} <= set(first["history"][0])  # per-epoch scores
+
+    other = tmp_path / "permuted"
+    other.mkdir()
+    shutil.copytree(pretrained / "outputs", other / "outputs")
+    _permute_labels(other)
+    assert (
+        load_domain(other / TARGET).card()["sha256"]
+        != load_domain(workspace / TARGET).card()["sha256"]
+    )
+    monkeypatch.chdir(other)
+    _tune_and_transfer(other, cfg)
+    assert _what_training_produced(other) == first
+
+    # evaluate is where test labels are read: a paper-style report, validators vs the oracle
+    monkeypatch.chdir(workspace)
+    metrics = evaluate.run(cfg)
+    report = (workspace / "outputs/evaluate/report/report.md").read_text()
+    for arm in ("source_only", "dann", "mcc", "oracle"):
+        assert f"| {arm} |" in report and 0 <= metrics[f"{arm}.test_acc"] <= 1
+    for name in ("source_acc", "entropy", "im", "snd", "bnm", "dev"):
+        assert f"validator.{name}.picked_acc" in metrics
+    assert metrics["dann.negative_transfer"] in ("negative", "positive", "inconclusive")
+    assert "domain.source_model.pad" in metrics and "domain.mcc.mmd2" in metrics
+    assert "gap_closed" in metrics and "It closes" in report
+
+
+@pytest.mark.slow
+def test_each_method_and_seed_is_a_nested_run_with_an_unlabelled_target_input(workspace):
+    cfg = compose(
+        *SMALL, "transfer.seeds=1", "tune.enabled=false", "transfer.run=[source_only,mcc]"
+    )
+    write_params(workspace, cfg)
+    tune.run(cfg)
+    transfer.run(cfg)
+    index = json.loads((workspace / "outputs/transfer/models/index.json").read_text())
+    client = MlflowClient()
+    for row in index["runs"]:
+        run = client.get_run(row["run_id"])
+        assert run.data.tags["mlflow.parentRunId"] == index["run_id"]
+        inputs = {
+            i.dataset.name: {t.key: t.value for t in i.tags} for i in run.inputs.dataset_inputs
+        }
+        assert inputs["sklearn_digits/train[unlabelled]"]["labelled"] == "false"
+        assert "synthetic_digits/train" in inputs
+        im = client.get_metric_history(row["run_id"], "val/im")
+        assert len(im) == 2  # one score per epoch
+        assert row["monitor"] == "val/im" and row["best_score"] == pytest.approx(
+            max(m.value for m in im), rel=1e-6
+        )
+
+
+def test_adaptation_arm_without_its_data_or_with_other_classes_fails_before_training(pretrained):
+    target = load_domain(pretrained / TARGET)
+    source = load_domain(pretrained / "outputs/prepare/source")
+    cfg = compose("setting=transductive")
+    dann = build.arm(cfg, "dann", 4, seed=0)
+    with pytest.raises(ConfigError, match=r"transfer\.arms\.dann\.objectives\.\w+=.*'source'"):
+        TargetTask(target, 1).check(dann)  # the inductive task has no source data
+    empty = Split(target.splits["train"].x[:0])
+    no_unlabelled = Domain(target.name, target.classes, {**target.splits, "train": empty})
+    with pytest.raises(ConfigError, match=r"unlabelled target data.*'unlabelled' stream"):
+        TargetTask(no_unlabelled, 0, source_data=source).check(dann)
+    renamed = Domain(source.name, tuple(f"c{i}" for i in range(10)), source.splits)
+    with pytest.raises(DataError, match=r"data\.source.*differ from the target's"):
+        TargetTask(target, 0, source_data=renamed)
+    TargetTask(target.without_labels("train", "val", "test"), 0, source_data=source).check(dann)
+
+
+def test_unknown_validator_or_monitor_is_a_named_error_before_training(workspace):
+    for override, key in (
+        ("setting.validator=accuracy", r"setting\.validator"),
+        ("transfer.monitor=val/nope", r"transfer\.monitor"),
+    ):
+        cfg = compose(*SMALL, override)
+        with pytest.raises(ConfigError, match=key):
+            transfer.run(cfg)
+        assert not (workspace / "outputs/transfer").exists()
+
+
+def test_inductive_default_is_unchanged_by_the_setting_switch():
+    cfg = compose()
+    assert cfg.setting.name == "inductive" and "monitor" not in cfg.transfer
+    assert build.arm_names(cfg) == ["scratch", "linear_probe", "freeze_k", "finetune", "l2sp"]
+    assert build.arm(cfg, "freeze_k", 4, seed=0).settings.monitor == "val/acc"
+    da = compose("setting=transductive")
+    assert da.transfer.baseline == "source_only" and da.transfer.monitor == "val/im"
