@@ -48,3 +48,48 @@ class DataError(GraftlabError):
 
 class TrainingError(GraftlabError):
     """Training diverged (NaN/inf loss) or produced no usable model."""
+
+
+class StorageError(GraftlabError):
+    """An output folder, tracking store or study storage cannot be read or written.
+
+    Args:
+        path: The folder, file or store URI.
+        problem: What went wrong and what is needed instead.
+    """
+
+    def __init__(self, path: object, problem: str) -> None:
+        self.path = path
+        super().__init__(f"{path}: {problem}")
+
+
+class MachineError(GraftlabError):
+    """The machine, not the settings being tried, failed: no GPU, out of memory, a storage gone.
+
+    A tuning trial that ends this way stops the study without counting against it.
+    """
+
+
+class Interrupted(BaseException):
+    """The process got SIGINT or SIGTERM.
+
+    A ``BaseException``, like ``KeyboardInterrupt``, so that ``except Exception`` handlers unwind
+    past it; not a ``KeyboardInterrupt``, which Lightning turns into ``sys.exit(1)``.
+
+    Args:
+        signum: The signal number.
+    """
+
+    def __init__(self, signum: int) -> None:
+        import signal
+        import time
+
+        self.signum = signum
+        self.name = signal.Signals(signum).name
+        self.at_ms = int(time.time() * 1000)  # runs that ended after this were ended by it
+        super().__init__(f"interrupted ({self.name})")
+
+    @property
+    def exit_code(self) -> int:
+        """The shell's convention: 128 + the signal number (130 for SIGINT, 143 for SIGTERM)."""
+        return 128 + self.signum

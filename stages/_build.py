@@ -10,17 +10,18 @@ from pathlib import Path
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
+from pipeline.data.checks import check_domain
 from pipeline.data.domain import Domain
-from pipeline.errors import ConfigError, GraftlabError
+from pipeline.errors import ConfigError, DataError, GraftlabError
 from pipeline.objectives import Objective
 from pipeline.progress import interactive
 from pipeline.transfer.arms import Arm, ModelFactory
 from pipeline.transfer.freezing import resolve_depth
-from pipeline.transfer.settings import FitSettings
+from pipeline.transfer.settings import FitSettings, describe
 from pipeline.transfer.train import TargetTask
 
 _FACTORIES = ("optimizer", "scheduler", "augment")
-SHARED_KEYS = set(FitSettings.__dataclass_fields__) - {"seed", "section"}
+SHARED_KEYS = set(FitSettings.__dataclass_fields__) - {"seed", "section", "origins"}
 ARM_KEYS = {"init_groups", "objectives", *SHARED_KEYS}
 
 
@@ -42,16 +43,25 @@ def instantiate(cfg: DictConfig | dict, key: str, node: object = None, **kwargs:
         cause = err.__cause__
         if isinstance(cause, GraftlabError):  # e.g. a loader's DataError naming its file
             raise cause from None
-        if isinstance(cause, ValueError | TypeError):
-            allowed = f"valid settings for {node['_target_']} ({cause})"
-            raise ConfigError(key, dict(node), allowed) from err
-        allowed = f"an importable callable ({err})"
-        raise ConfigError(f"{key}._target_", node["_target_"], allowed) from err
+        if str(err).startswith("Error locating target"):
+            allowed = f"an importable callable ({cause or err})"
+            raise ConfigError(f"{key}._target_", node["_target_"], allowed) from err
+        # the callable ran and rejected its settings
+        settings = {k: v for k, v in dict(node).items() if k != "_target_"}
+        what = f"{type(cause).__name__}: {cause}" if cause else str(err)
+        allowed = f"valid settings for {node['_target_']} ({what})"
+        raise ConfigError(key, settings, allowed) from err
 
 
 def build_domain(cfg: DictConfig, which: str) -> Domain:
-    """The source or target dataset described by ``data.<which>``."""
-    return instantiate(cfg, f"data.{which}", seed=cfg.seed)
+    """The source or target dataset described by ``data.<which>``, checked
+    (:func:`pipeline.data.checks.check_domain`)."""
+    domain = instantiate(cfg, f"data.{which}", seed=cfg.seed)
+    if not isinstance(domain, Domain):
+        target = cfg.data[which]["_target_"]
+        raise ConfigError(f"data.{which}._target_", target, "a loader returning a Domain")
+    check_domain(domain, domain.recipe.get("path") or f"data.{which} ({domain.name})")
+    return domain
 
 
 def model_factory(cfg: DictConfig, pretrained: bool = False) -> ModelFactory:
@@ -64,6 +74,20 @@ def model_factory(cfg: DictConfig, pretrained: bool = False) -> ModelFactory:
     skip = {} if pretrained or "weights" not in cfg.model else {"load_weights": False}
     factory = partial(instantiate, cfg, "model", **skip)
     return lambda num_classes: factory(num_classes=num_classes)
+
+
+def check_input(model: object, shape: tuple[int, ...], target: str) -> None:
+    """The backbone takes inputs of ``shape`` (one forward pass of zeros, in eval mode), so a
+    resolution it cannot handle is a config error before training, not a traceback inside it."""
+    import torch
+
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(2, *shape))
+    except RuntimeError as err:
+        allowed = f"a backbone that takes inputs of shape {shape} (data.image_size) ({err})"
+        raise ConfigError("model._target_", target, allowed) from None
 
 
 def num_groups(factory: ModelFactory) -> int:
@@ -90,17 +114,42 @@ def ensembles(cfg: DictConfig) -> bool:
     return value
 
 
-def _factories(spec: dict, section: str) -> dict:
-    """Optimiser, scheduler and augmentation factories from their ``_target_`` configs."""
-    return {
-        k: None if spec[k] is None else instantiate({}, f"{section}.{k}", spec[k])
+def _factories(spec: dict, origins: dict[str, str]) -> dict:
+    """Optimiser, scheduler and augmentation factories from their ``_target_`` configs; the
+    optimiser and scheduler are tried on a dummy parameter, so a callable that is not one fails
+    here, naming its key, instead of inside training."""
+    built = {
+        k: None if spec[k] is None else instantiate({}, origins[k], spec[k])
         for k in _FACTORIES
         if k in spec
     }
+    if built.get("optimizer") is not None:
+        _probe(built, origins)
+    return built
+
+
+def _probe(built: dict, origins: dict[str, str]) -> None:
+    import torch
+
+    key, target = "optimizer", built["optimizer"]
+    try:
+        optimizer = target([{"params": [torch.zeros(1, requires_grad=True)], "lr": 0.1}])
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise TypeError(f"it returned {type(optimizer).__name__}")
+        if built.get("scheduler") is not None:
+            key, target = "scheduler", built["scheduler"]
+            scheduler = target(optimizer, 2)
+            if not isinstance(scheduler, torch.optim.lr_scheduler.LRScheduler):
+                raise TypeError(f"it returned {type(scheduler).__name__}")
+    except Exception as err:
+        kind = "optimizer(param_groups)" if key == "optimizer" else "scheduler(optimizer, epochs)"
+        allowed = f"a factory {kind} of torch's kind, with _partial_: true ({err})"
+        raise ConfigError(origins[key], describe(target), allowed) from None
 
 
 def pretrain_settings(cfg: DictConfig) -> FitSettings:
     p = OmegaConf.to_container(cfg.pretrain, resolve=True)
+    origins = {k: f"pretrain.{k}" for k in (*_FACTORIES, "epochs", "batch_size", "weight_decay")}
     return FitSettings(
         epochs=p["epochs"],
         batch_size=p["batch_size"],
@@ -109,7 +158,8 @@ def pretrain_settings(cfg: DictConfig) -> FitSettings:
         weight_decay=p["weight_decay"],
         seed=cfg.seed,
         section="pretrain",
-        **_factories(p, "pretrain"),
+        origins=origins | {"head_lr": "pretrain.lr", "backbone_lr": "pretrain.lr"},
+        **_factories(p, origins),
     )
 
 
@@ -142,24 +192,21 @@ def arm(cfg: DictConfig, name: str, groups: int, seed: int) -> Arm:
     shared = OmegaConf.to_container(cfg.transfer, resolve=True)
     merged = {k: v for k, v in shared.items() if k in SHARED_KEYS | {"objectives"}}
     merged |= {k: v for k, v in spec.items() if v is not None}
-    section = f"transfer.arms.{name}" if set(spec) & {"head_lr", "backbone_lr"} else "transfer"
+    # every setting names the key it came from: the arm's own, else the shared one
+    origins = {
+        k: f"transfer.arms.{name}.{k}" if spec.get(k) is not None else f"transfer.{k}"
+        for k in {*SHARED_KEYS, "objectives"}
+    }
     init_groups = resolve_depth(
         merged.pop("init_groups", "all"), groups, f"transfer.arms.{name}.init_groups"
     )
-    where = "transfer" if "freeze_groups" not in spec else f"transfer.arms.{name}"
     merged["freeze_groups"] = resolve_depth(
-        merged["freeze_groups"], groups, f"{where}.freeze_groups"
+        merged["freeze_groups"], groups, origins["freeze_groups"]
     )
-    where = "transfer" if "objectives" not in spec else f"transfer.arms.{name}"
     recipe = dict(merged)
-    make = objectives_factory(merged.pop("objectives"), f"{where}.objectives")
-    merged |= _factories(merged, section)
-    try:
-        settings = FitSettings(**merged, seed=seed, section=section)
-    except ConfigError as err:  # name the key the bad value came from
-        field = err.key.rpartition(".")[2]
-        where = f"transfer.arms.{name}" if field in spec else "transfer"
-        raise ConfigError(f"{where}.{field}", err.value, err.allowed) from None
+    make = objectives_factory(merged.pop("objectives"), origins["objectives"])
+    merged |= _factories(merged, origins)
+    settings = FitSettings(**merged, seed=seed, section="transfer", origins=origins)
     return Arm(name, init_groups, settings, make, recipe)
 
 
@@ -207,11 +254,43 @@ def transfer_seeds(cfg: DictConfig) -> list[int]:
 
 
 def tuned_config(cfg: DictConfig, best_path: Path) -> tuple[DictConfig, dict]:
-    """``cfg`` with the tune stage's best overrides applied, and the best.yaml contents."""
-    from stages._shell import apply_overrides
+    """``cfg`` with the tune stage's best values applied, and the best.yaml contents.
 
-    if not best_path.is_file():
+    With ``tune.enabled`` false best.yaml is not read: the config's values are used as they are.
+    An explicit value always wins over a tuned one: a tuned key keeps the config's value when
+    the command line set it, or when it differs from the value the study started from (``base``
+    in best.yaml; e.g. ``dvc exp run -S transfer.head_lr=0.1`` after tuning). Such keys are
+    logged and listed under ``kept``; ``overrides`` lists only the tuned values applied.
+
+    Raises:
+        DataError: Tuning is on but best.yaml is missing or unreadable.
+    """
+    import logging
+
+    from stages._shell import explicit
+
+    if not cfg.tune.enabled:
         return cfg, {}
-    best = yaml.safe_load(best_path.read_text()) or {}
-    overrides = [f"{k}={v}" for k, v in (best.get("overrides") or {}).items()]
-    return apply_overrides(cfg, overrides), best
+    try:
+        best = yaml.safe_load(best_path.read_text()) or {}
+        tuned = dict(best.get("overrides") or {})
+    except (OSError, yaml.YAMLError, AttributeError, TypeError, ValueError) as err:
+        problem = f"cannot read the tuned settings ({err}); run the tune stage first"
+        raise DataError(best_path, f"{problem}, or set tune.enabled=false") from None
+    base = best.get("base") or {}
+    cfg = cfg.copy()
+    kept, applied = {}, {}
+    for key, value in tuned.items():
+        current = OmegaConf.select(cfg, key, default="__missing__")
+        if current == "__missing__":
+            raise ConfigError(f"{best_path}: {key}", value, "a key of this config; re-run tune")
+        if explicit(key) or (key in base and current != base[key]):
+            kept[key] = current
+            continue
+        OmegaConf.update(cfg, key, value)
+        applied[key] = value
+    for key, value in kept.items():
+        logging.getLogger("stages").warning(
+            "%s=%r is set explicitly: kept instead of the tuned %r", key, value, tuned[key]
+        )
+    return cfg, {**best, "overrides": applied, "kept": kept}

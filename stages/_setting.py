@@ -45,7 +45,10 @@ def target_task(cfg: DictConfig, paths: Layout) -> TargetTask:
     here too, so a bad one stops the stage before any training."""
     target = load_domain(paths.domain("target"))
     if not transductive(cfg):
-        return build_task(cfg, target)
+        task = build_task(cfg, target)
+        seed = int(cfg.seed)  # the label budget fits the data: checked before any training
+        task.labelled_index(seed), task.validation_index(seed)
+        return task
     validators(cfg, has_source=True)
     hidden = target.without_labels(*SPLITS)
     return TargetTask(hidden, 0, source_data=load_domain(paths.domain("source")))

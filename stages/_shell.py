@@ -7,31 +7,55 @@ stages.params``), never ``@hydra.main``: under DVC that would silently drop ``-S
 from __future__ import annotations
 
 import logging
-import shutil
 import sys
-import tempfile
 import warnings
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline.errors import ConfigError, GraftlabError
+from pipeline.errors import ConfigError, GraftlabError, Interrupted, StorageError
 from pipeline.threads import fix_threads
+from stages._lifecycle import guarded, interrupts, tracking_started
+from stages._outputs import stage_output
+from stages._schema import check_config
+
+__all__ = ["check_config", "stage_output"]  # re-exported: the stages take them from here
 
 PARAMS = Path("params.yaml")
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
 
-def compose_conf(overrides: Sequence[str] = ()) -> dict:
-    """Compose ``conf/`` exactly as DVC's Hydra integration does, resolved, as a plain dict."""
+def compose_conf(overrides: Sequence[str] = (), resolve: bool = True) -> dict:
+    """Compose ``conf/`` exactly as DVC's Hydra integration does, as a plain dict (resolved
+    unless ``resolve`` is false)."""
     from hydra import compose, initialize_config_dir
 
     with initialize_config_dir(str(CONF_DIR), version_base=None):
         cfg = compose(config_name="config", overrides=list(overrides))
-    OmegaConf.resolve(cfg)
+    if resolve:
+        OmegaConf.resolve(cfg)
     return OmegaConf.to_container(cfg)
+
+
+def _group_option(group: str, option: object) -> dict | None:
+    """Config group ``group`` (``trainer``, ``data/target``) set to ``option`` as in Hydra, its
+    interpolations unresolved; None when ``group`` is not a config group of ``conf/``."""
+    folder = CONF_DIR / group.replace(".", "/")
+    if not folder.is_dir() or not isinstance(option, str):
+        return None
+    options = sorted(p.stem for p in folder.glob("*.yaml"))
+    if option not in options:
+        raise ConfigError(group.replace("/", "."), option, options)
+    composed = compose_conf([f"{group.replace('.', '/')}={option}"], resolve=False)
+    return OmegaConf.select(OmegaConf.create(composed), group.replace("/", "."))
+
+
+def _has(cfg: DictConfig, key: str) -> bool:
+    """Whether ``key`` exists in ``cfg``, also when its value is still missing (``???``)."""
+    parent, _, leaf = key.rpartition(".")
+    node = OmegaConf.select(cfg, parent, default=None) if parent else cfg
+    return isinstance(node, DictConfig) and leaf in list(node)  # `in node` skips ??? values
 
 
 def apply_overrides(cfg: DictConfig, overrides: Sequence[str]) -> DictConfig:
@@ -51,8 +75,13 @@ def apply_overrides(cfg: DictConfig, overrides: Sequence[str]) -> DictConfig:
             "override", " ".join(overrides), f"Hydra override syntax ({err})"
         ) from err
     for o in parsed:
-        key = o.key_or_group
-        exists = OmegaConf.select(cfg, key, default="__missing__") != "__missing__"
+        group = o.key_or_group
+        key = group.replace("/", ".")
+        if not o.is_delete() and (node := _group_option(group, o.value())) is not None:
+            OmegaConf.update(cfg, key, node, merge=False, force_add=True)
+            OmegaConf.resolve(cfg)  # its ${...} refer to this config's values
+            continue
+        exists = _has(cfg, key)
         if o.is_delete():
             parent, _, leaf = key.rpartition(".")
             node = OmegaConf.select(cfg, parent) if parent else cfg
@@ -66,45 +95,60 @@ def apply_overrides(cfg: DictConfig, overrides: Sequence[str]) -> DictConfig:
     return cfg
 
 
+_explicit: set[str] = set()  # keys this process's command line set
+
+
+def override_keys(overrides: Sequence[str]) -> set[str]:
+    """The dotted config keys that ``overrides`` set (``trainer=gpu`` sets ``trainer``)."""
+    keys = set()
+    for text in overrides:
+        key = text.partition("=")[0].lstrip("+~").removeprefix("+")
+        keys.add(key.replace("/", "."))
+    return keys
+
+
+def explicit(key: str) -> bool:
+    """Whether the command line set ``key`` or a section holding it."""
+    return any(key == k or key.startswith(k + ".") for k in _explicit)
+
+
 def load_config(overrides: Sequence[str] = (), params: Path = PARAMS) -> DictConfig:
-    """``params.yaml`` with command-line overrides applied."""
+    """``params.yaml`` with command-line overrides applied (their keys are remembered: an
+    explicit value is never replaced silently, see :func:`stages._build.tuned_config`)."""
+    from yaml import YAMLError
+
     if not params.is_file():
         raise GraftlabError(f"{params} not found; run from the repository root")
-    return apply_overrides(OmegaConf.load(params), overrides)
-
-
-@contextmanager
-def stage_output(final: Path) -> Iterator[Path]:
-    """Yield an empty temp folder beside ``final``; on success it replaces ``final`` in one rename.
-
-    On any error the temp folder is removed and the previous outputs (if any) stay untouched, so a
-    crash never leaves a half-written stage output.
-    """
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
-    tmp.chmod(0o755)
     try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = final.parent / f".{final.name}.old"
-    if (final / ".gitignore").exists():  # DVC's list of cached outputs: keep it across the swap
-        shutil.copy(final / ".gitignore", tmp / ".gitignore")
-    shutil.rmtree(old, ignore_errors=True)
-    if final.exists():
-        final.rename(old)
-    tmp.rename(final)
-    shutil.rmtree(old, ignore_errors=True)
+        cfg = OmegaConf.load(params)
+    except (OSError, YAMLError) as err:
+        raise ConfigError(str(params), "its contents", f"readable YAML ({err})") from None
+    cfg = apply_overrides(cfg, overrides)
+    _explicit.clear()
+    _explicit.update(override_keys(overrides))
+    return cfg
 
 
 def use_tracking(cfg: DictConfig) -> tuple[str, str]:
-    """Point MLflow at the repository's store; return (tracking URI, experiment id)."""
+    """Point MLflow at the repository's store; return (tracking URI, experiment id).
+
+    Raises:
+        StorageError: The store cannot be opened or written (a read-only or corrupt
+            ``mlflow.db``, an unreachable server).
+    """
     from pipeline.tracking.store import ARTIFACTS_NAME, repo_root, tracking_uri, use_store
 
     root = repo_root(Path.cwd())
     uri = tracking_uri(root)
-    return uri, use_store(uri, cfg.tracking.experiment, root / ARTIFACTS_NAME)
+    try:
+        experiment_id = use_store(uri, cfg.tracking.experiment, root / ARTIFACTS_NAME)
+    except StorageError:
+        raise
+    except Exception as err:  # MLflow and SQLAlchemy raise many types for one cause: the store
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise StorageError(uri, f"cannot use this MLflow store ({first[:300]})") from err
+    tracking_started(experiment_id)
+    return uri, experiment_id
 
 
 def quiet_libraries() -> None:
@@ -126,15 +170,28 @@ def run_stage(
 ) -> None:
     """Entry point shell: config from params.yaml + argv overrides, run, exit non-zero on errors.
 
-    User errors (bad config, missing/corrupt files, diverged training) print one clear line and
-    exit with status 2; the MLflow run, if one was started, is already marked FAILED.
+    The config is checked (:mod:`stages._schema`) and leftovers of dead runs of this stage are
+    swept (:mod:`stages._lifecycle`) before any work. User errors (bad config, missing/corrupt
+    files, diverged training, an unusable store) print one clear line and exit with status 2;
+    SIGINT/SIGTERM print ``interrupted`` and exit 130/143. Either way the stage's MLflow runs are
+    ended (FAILED, or KILLED for an interrupt) and no temp output folder is left.
     """
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     quiet_libraries()
-    try:
-        cfg = load_config(sys.argv[1:] if argv is None else argv)
-        fix_threads(cfg.trainer.get("threads"))  # never follows other processes: same numbers
-        run(cfg)  # prints its own summary line; evaluate's says where the report and run are
-    except GraftlabError as err:
-        print(f"error in stage {stage}: {err}", file=sys.stderr)
-        sys.exit(2)
+    with interrupts():
+        try:
+            cfg = load_config(sys.argv[1:] if argv is None else argv)
+            check_config(cfg, stage)
+            fix_threads(cfg.trainer.get("threads"))  # never follows other processes
+            with guarded(stage, cfg):
+                run(
+                    cfg
+                )  # prints its own summary line; evaluate's says where the report and run are
+        except Interrupted as err:
+            print(f"stage {stage} {err}: its MLflow runs are KILLED", file=sys.stderr)
+            sys.exit(err.exit_code)
+        except GraftlabError as err:
+            print(f"error in stage {stage}: {err}", file=sys.stderr)
+            sys.exit(2)
+        finally:
+            _explicit.clear()  # in-process callers (tests) run stages one after another

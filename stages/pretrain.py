@@ -25,7 +25,7 @@ from pipeline.tracking.models import log_model_metrics, log_weights_model
 from pipeline.transfer.fit import fit
 from pipeline.transfer.source import IDS, SPEC, WEIGHTS
 from pipeline.transfer.train import tensors
-from stages._build import model_factory, pretrain_settings, trainer_kwargs
+from stages._build import check_input, model_factory, pretrain_settings, trainer_kwargs
 from stages._files import Layout, read_ids, write_csv, write_json
 from stages._shell import run_stage, stage_output, use_tracking
 
@@ -57,6 +57,7 @@ def run(cfg: DictConfig) -> dict:
         settings = pretrain_settings(cfg)
         torch.manual_seed(cfg.seed)
         model = model_factory(cfg, pretrained=True)(source.num_classes)
+    check_input(model, source.input_shape, cfg.model._target_)
     uri, experiment_id = use_tracking(cfg)
     params = {
         k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("model", "pretrain", "trainer")

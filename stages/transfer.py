@@ -88,15 +88,14 @@ def run(cfg: DictConfig) -> dict:
         mlflow.log_text(OmegaConf.to_yaml(cfg), "config.yaml")
         mlflow.log_input(model=LoggedModelInput(source.ids["model_id"]))
         trained: dict[str, tuple[dict, list]] = {}  # fingerprint -> the run that trained it
-        unique = {}  # validators score one network per fit: transductive runs one by one below
-        if setting.transductive(cfg) and build.ensembles(cfg):
+        unique = {}  # trained together here; the rest one by one below, as without ensembles
+        together = build.ensembles(cfg) and not setting.transductive(cfg)
+        if build.ensembles(cfg) and not together:
             log.info("transductive: validators score one network per fit; seeds train one by one")
-        for arm in [] if setting.transductive(cfg) else arms:
+        for arm in arms if together else []:
             unique.setdefault(arm.fingerprint(groups), arm)
-        ensembles = runner.many(
-            list(unique.values()), out, [model_path(a) for a in unique.values()]
-        )
-        ran = dict(zip(unique, ensembles, strict=True))
+        todo = list(unique.values())
+        ran = dict(zip(unique, runner.many(todo, out, [model_path(a) for a in todo]), strict=True))
         for arm in track(arms, STAGE, lambda a: f"{a.name} seed {a.settings.seed}"):
             key = arm.fingerprint(groups)
             if key in trained:  # e.g. freeze_k at k=0 is finetune: train once, report both
@@ -134,6 +133,8 @@ def run(cfg: DictConfig) -> dict:
             "source": source.ids,
             "tune_run_id": best.get("tune_run_id"),
             "setting": setting.name(cfg),
+            "tuned": best.get("overrides", {}),  # applied; explicit values kept instead:
+            "kept": best.get("kept", {}),
         }
         if predictions:
             save_file(predictions, str(out / PREDICTIONS))

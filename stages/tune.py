@@ -32,30 +32,32 @@ from pipeline.tuning.objective import trial_objective
 from pipeline.tuning.report import best_trial_summary, write_disabled, write_study
 from pipeline.tuning.space import Param, parse_space
 from pipeline.tuning.storage import open_storage, redact
-from pipeline.tuning.study import open_study, parent_run, run_trials, study_name
+from pipeline.tuning.study import open_study, parent_run, run_trials, settle, study_name
 from stages import _build as build
 from stages import _setting as setting
 from stages._files import Layout
-from stages._shell import run_stage, stage_output, use_tracking
+from stages._shell import check_config, explicit, run_stage, stage_output, use_tracking
 
 STAGE = "tune"
 JOURNAL = "optuna-journal.log"
 # tune keys that do not change what a trial computes (budget, storage, naming)
 NOT_HASHED = {"n_trials", "timeout", "storage", "max_failures", "heartbeat_interval"}
 NOT_HASHED |= {"grace_period", "study_name", "enabled"}
+UNSEARCHED = {"run", "seeds", "epochs", "baseline"}  # transfer keys trials do not read
 
 
 def validate(cfg: DictConfig, groups: int) -> list[Param]:
-    """Check the tune section before any trial starts; return the search space."""
-    for key in ("n_trials", "epochs", "subsets"):
-        value = cfg.tune[key]
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"tune.{key}", value, "an integer >= 1")
+    """Check the config before any trial starts; return the search space."""
+    check_config(cfg, STAGE)
     params = parse_space(OmegaConf.to_container(cfg.tune.space, resolve=True), groups)
     for p in params:
-        if OmegaConf.select(cfg, p.key, default="__missing__") == "__missing__":
+        value = OmegaConf.select(cfg, p.key, default="__missing__")
+        if value == "__missing__":
             allowed = "an existing config key (a tuned parameter sets that key in each trial)"
             raise ConfigError(f"tune.space.{p.key}", p.key, allowed)
+        if explicit(p.key):  # the study would silently replace it in every trial
+            allowed = f"no value: tune.space searches it (keep it fixed: ~tune.space.{p.key})"
+            raise ConfigError(p.key, value, allowed)
     build.arm_names(cfg)
     return params
 
@@ -63,10 +65,9 @@ def validate(cfg: DictConfig, groups: int) -> list[Param]:
 def make_study(cfg: DictConfig, params: list[Param], weights_id: str, target_sha: str):
     """Open the study named by a digest of everything a trial's result depends on."""
     t = cfg.tune
-    searched = {p.key.removeprefix("transfer.") for p in params}
-    skip = searched | {"run", "seeds", "epochs", "baseline"}
-    transfer = OmegaConf.to_container(cfg.transfer, resolve=True)
-    tune = OmegaConf.to_container(t, resolve=True)
+    skip = UNSEARCHED | {p.key.removeprefix("transfer.") for p in params}
+    sections = ("transfer", "tune", "trainer")  # trainer: device, precision, threads
+    transfer, tune, trainer = (OmegaConf.to_container(cfg[k], resolve=True) for k in sections)
     identity = {
         "source": weights_id,
         "target": target_sha,
@@ -76,6 +77,7 @@ def make_study(cfg: DictConfig, params: list[Param], weights_id: str, target_sha
         "tune": {k: v for k, v in tune.items() if k not in NOT_HASHED},
         "transfer": {k: v for k, v in transfer.items() if k not in skip},
         "model": OmegaConf.to_container(cfg.model, resolve=True),
+        "trainer": {k: v for k, v in trainer.items() if k != "enable_progress_bar"},
     }
     if setting.transductive(cfg):  # the inductive identity (and study name) stays as it was
         identity["setting"] = OmegaConf.to_container(cfg.setting, resolve=True)
@@ -98,8 +100,7 @@ def run(cfg: DictConfig) -> dict:
 
     from pipeline.tracking.logger import run_logger
 
-    factory = build.model_factory(cfg)
-    groups = build.num_groups(factory)
+    groups = build.num_groups(factory := build.model_factory(cfg))
     params = validate(cfg, groups)
     task = setting.target_task(cfg, paths)  # transductive: no target label in it
     task.check(build.trial_arm(cfg, groups)({}, int(cfg.seed)), "transfer.arms")
@@ -112,15 +113,9 @@ def run(cfg: DictConfig) -> dict:
         "graftlab.source_model_id": source.ids["model_id"],
         "optuna.study": study.study_name,
     }
-    train = partial(
-        train_arms,
-        task=task,
-        factory=factory,
-        source=source,
-        trainer_kwargs=build.trainer_kwargs(cfg, progress_bar=False),
-        cache=PrefixCache(),
-        vectorise=build.ensembles(cfg),
-    )
+    fit_kwargs = {"trainer_kwargs": build.trainer_kwargs(cfg, False), "cache": PrefixCache()}
+    fit_kwargs["vectorise"] = build.ensembles(cfg)  # the seeds of a trial as one ensemble
+    train = partial(train_arms, task=task, factory=factory, source=source, **fit_kwargs)
     logger_for = partial(
         run_logger, uri, cfg.tracking.experiment, buffered=True, flush_on_finalize=False
     )
@@ -133,6 +128,7 @@ def run(cfg: DictConfig) -> dict:
         objective = trial_objective(params, arm_for, seeds, train, logger_for, tags, monitor)
         with watched(study, objective, t.n_trials, (uri, experiment_id)) as objective:
             run_trials(study, objective, t.n_trials, max_failures=t.max_failures, timeout=t.timeout)
+        settle(study)  # best.yaml is the study's best, whichever worker finishes last
         try:
             best = best_trial_summary(study)
         except ValueError as err:
@@ -140,6 +136,7 @@ def run(cfg: DictConfig) -> dict:
             raise ConfigError("tune.n_trials", t.n_trials, allowed) from err
         where = {"study": study.study_name, "storage": redact(t.storage or JOURNAL)}
         best = {"enabled": True, **where, "tune_run_id": parent.info.run_id, **best}
+        best["base"] = {p.key: OmegaConf.select(cfg, p.key) for p in params}  # tuned_config
         with stage_output(paths.tune) as out:
             metrics = write_study(study, params, best, out)
             mlflow.log_metrics({f"study/{k}": v for k, v in metrics.items() if v is not None})

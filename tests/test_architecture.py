@@ -37,9 +37,10 @@ def test_stages_that_do_not_train_never_load_lightning(tmp_path):
     code = (
         "import sys\n"
         "from omegaconf import OmegaConf\n"
-        "from stages._shell import compose_conf\n"
+        "from stages._shell import compose_conf, run_stage\n"
         "from stages import prepare, tune\n"
-        "tune.run(OmegaConf.create(compose_conf(['tune.enabled=false'])))\n"
+        "OmegaConf.save(OmegaConf.create(compose_conf()), 'params.yaml')\n"
+        "run_stage('tune', tune.run, ['tune.enabled=false'])  # the CLI's path: config checks\n"
         "print(sorted({m.split('.')[0] for m in sys.modules} & {'lightning', 'mlflow'}))"
     )
     env = {**os.environ, "PYTHONPATH": str(REPO)}

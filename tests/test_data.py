@@ -65,11 +65,21 @@ def test_label_budget_is_per_class_seeded_and_from_train_only():
     assert np.bincount(y[a]).tolist() == [3] * 10
 
 
-@pytest.mark.parametrize("bad", [0, -2, 31, 2.5])
-def test_label_budget_outside_the_data_names_the_key_and_limit(bad):
+@pytest.mark.parametrize(
+    ("bad", "allowed"),
+    [
+        (0, "an integer in [1, 30] (the smallest class of the split it draws from has 30 rows)"),
+        (-2, "an integer in [1, 30] (the smallest class of the split it draws from has 30 rows)"),
+        (31, "an integer in [1, 30] (the smallest class of the split it draws from has 30 rows)"),
+        (2.5, "a positive integer"),
+        (True, "a positive integer"),
+    ],
+)
+def test_label_budget_outside_the_data_names_the_key_and_limit(bad, allowed):
     y = np.repeat(np.arange(10), 30)
-    with pytest.raises(ConfigError, match=r"data\.labels_per_class"):
+    with pytest.raises(ConfigError) as err:
         label_budget(y, bad, seed=0)
+    assert str(err.value) == f"data.labels_per_class={bad!r} is not allowed; expected {allowed}"
 
 
 def test_store_roundtrip_checks_the_card_digest(tmp_path):
@@ -87,3 +97,86 @@ def test_store_roundtrip_checks_the_card_digest(tmp_path):
         load_domain(tmp_path)
     with pytest.raises(GraftlabError, match="prepare"):
         load_domain(tmp_path / "missing")
+
+
+def _imbalanced(counts):
+    return np.repeat(np.arange(len(counts)), counts)
+
+
+def test_label_budget_picks_distinct_sorted_rows_of_each_class_up_to_the_smallest():
+    y = np.random.default_rng(0).permutation(_imbalanced([7, 4, 9]))
+    idx = label_budget(y, 4, seed=3)  # the smallest class has exactly 4 rows
+    assert idx.tolist() == sorted(set(idx.tolist()))
+    assert np.bincount(y[idx]).tolist() == [4, 4, 4]
+    with pytest.raises(ConfigError, match=r"labels_per_class=5.*\[1, 4\].*has 4 rows"):
+        label_budget(y, 5, seed=3)
+    assert label_budget(y, 1, seed=0).size == 3
+    assert label_budget(y, np.int64(2), seed=0).size == 6  # numpy integers from arrays work
+
+
+def test_stratified_split_boundaries_name_the_setting_and_the_range():
+    y = _imbalanced([10, 10, 6])
+    parts = stratified_split(y, test_fraction=0.5, val_per_class=2, seed=0)
+    # the smallest class keeps 3 rows after the test split: val may take 2, not 3
+    assert np.bincount(y[parts["train"]]).min() == 1
+    with pytest.raises(ConfigError) as err:
+        stratified_split(y, test_fraction=0.5, val_per_class=3, seed=0)
+    assert str(err.value) == (
+        "data.target.val_per_class=3 is not allowed; expected an integer in [1, 2] (the "
+        "smallest class keeps 3 rows after the test split)"
+    )
+    for bad in (0, 1, 1.5, -0.1, True):
+        with pytest.raises(ConfigError) as err:
+            stratified_split(y, test_fraction=bad, val_per_class=1, seed=0)
+        assert str(err.value) == (
+            f"data.target.test_fraction={bad!r} is not allowed; expected a number in (0, 1)"
+        )
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ConfigError) as err:
+            stratified_split(y, test_fraction=0.5, val_per_class=bad, seed=0)
+        assert str(err.value) == (
+            f"data.target.val_per_class={bad!r} is not allowed; expected an integer >= 1"
+        )
+    with pytest.raises(ConfigError, match=r"^data\.source\.test_fraction=0\.01 .*a share"):
+        stratified_split(y, test_fraction=0.01, val_per_class=1, seed=0, key="data.source")
+    # the test share takes all of the small class: it says so instead of a range of [1, -1]
+    small = _imbalanced([20, 20, 3])
+    with pytest.raises(ConfigError) as err:
+        stratified_split(small, test_fraction=0.85, val_per_class=1, seed=0)
+    assert str(err.value) == (
+        "data.target.test_fraction=0.85 is not allowed; expected a share that leaves every "
+        "class a val and a training row (one keeps 0)"
+    )
+
+
+@pytest.mark.parametrize("counts", [[5, 2], [5], [3, 0, 4]])
+def test_stratified_split_needs_three_rows_of_every_class(counts):
+    with pytest.raises(GraftlabError) as err:
+        stratified_split(
+            _imbalanced(counts), test_fraction=0.3, val_per_class=1, seed=0, source="toy.npz"
+        )
+    assert str(err.value) == (
+        "toy.npz: every class needs at least 3 rows (a test, a val and a training row); class "
+        f"counts are {counts}"
+    )
+    with pytest.raises(GraftlabError, match="^the target labels: every class"):
+        stratified_split(_imbalanced(counts), test_fraction=0.3, val_per_class=1, seed=0)
+
+
+def test_two_classes_of_three_rows_are_enough():
+    parts = stratified_split(_imbalanced([3, 3]), test_fraction=0.3, val_per_class=1, seed=0)
+    assert [len(parts[k]) for k in ("train", "val", "test")] == [2, 2, 2]
+
+
+def test_stratified_split_is_seeded_sorted_and_keeps_every_class_in_every_split():
+    y = np.random.default_rng(1).permutation(_imbalanced([12, 9, 15]))
+    a = stratified_split(y, test_fraction=0.25, val_per_class=2, seed=4)
+    b = stratified_split(y, test_fraction=0.25, val_per_class=2, seed=4)
+    c = stratified_split(y, test_fraction=0.25, val_per_class=2, seed=5)
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    assert any(not np.array_equal(a[k], c[k]) for k in a)
+    for name, idx in a.items():
+        assert idx.tolist() == sorted(set(idx.tolist())), name
+        assert (np.bincount(y[idx], minlength=3) > 0).all(), name
+    assert len(a["test"]) == 9  # ceil(0.25 * 36)
+    assert np.bincount(y[a["val"]]).tolist() == [2, 2, 2]

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -124,3 +125,30 @@ def test_exp_run_of_a_target_key_does_not_rerun_pretrain(repo):
     out = sh(repo, "dvc", "exp", "run", "-S", "data.target.val_per_class=10")
     assert "Running stage 'prepare'" in out and "Running stage 'tune'" in out
     assert "Running stage 'pretrain'" not in out
+
+
+def test_a_failing_stage_under_dvc_leaves_its_outs_absent_and_checkout_restores_them(repo):
+    """What holds under DVC (README, "Bad input"): DVC deletes a stage's outs before it runs
+    it, so a failed stage leaves them absent, never half-written, and ``dvc checkout`` brings
+    back the last committed ones. (``persist: true`` would keep them, but it also turns DVC's
+    run-cache off for the stage, so the project does not use it.)"""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    proc = subprocess.run(
+        ["dvc", "exp", "run", "-S", "transfer.epochs=abc"],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    failed = re.search(r"failed to reproduce '(\w+)'", out).group(1)  # the first that reads it
+    assert f"error in stage {failed}: transfer.epochs='abc' is not allowed" in out
+    assert "Traceback" not in out
+    outs = repo / "outputs" / failed / {"rank": "ranking.json", "transfer": "models"}[failed]
+    assert not outs.exists(), "DVC removed them before the run"
+    assert not [p for p in (repo / "outputs").iterdir() if p.name.startswith(f".{failed}-")]
+    sh(repo, "git", "checkout", "params.yaml")
+    sh(repo, "dvc", "checkout")
+    assert outs.exists()

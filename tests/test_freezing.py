@@ -7,7 +7,7 @@ from pipeline.data.images.transforms import RandomShift
 from pipeline.errors import ConfigError
 from pipeline.models.small_cnn import small_cnn
 from pipeline.transfer.fit import fit
-from pipeline.transfer.freezing import resolve_depth
+from pipeline.transfer.freezing import freeze, resolve_depth
 from pipeline.transfer.settings import FitSettings
 
 
@@ -18,6 +18,10 @@ def _data(n: int = 40, seed: int = 0):
 
 def _snapshot(model):
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _params(model) -> set[str]:
+    return {name for name, _ in model.named_parameters()}
 
 
 def _train(k: int, shift: int = 1):
@@ -37,27 +41,46 @@ def _train(k: int, shift: int = 1):
     return model, before, _snapshot(model)
 
 
-def _changed(before, after, prefix):
-    return any(not torch.equal(before[k], after[k]) for k in before if k.startswith(prefix))
+def _changed(before, after, prefix, names):
+    """Whether any of ``names`` under ``prefix`` changed (weights and BatchNorm statistics are
+    told apart: statistics of a group left in train mode drift without any update)."""
+    keys = [k for k in before if k.startswith(prefix) and k in names]
+    assert keys, prefix
+    return any(not torch.equal(before[k], after[k]) for k in keys)
 
 
 @pytest.mark.parametrize("k", [1, 2, 3])
 def test_frozen_groups_get_no_update_and_keep_bn_running_stats(k):
     model, before, after = _train(k)
+    params = _params(model)
+    stats = {n for n in before if "running" in n}
     for i in range(model.num_groups):
-        assert _changed(before, after, f"groups.{i}.") == (i >= k), f"group {i} with k={k}"
-    # running_mean/var and num_batches_tracked of frozen BatchNorms are untouched
-    frozen_bn = [n for n in before if n.startswith("groups.0.") and "running" in n]
-    assert frozen_bn and all(torch.equal(before[n], after[n]) for n in frozen_bn)
-    assert all(not p.requires_grad for p in model.groups[0].parameters())
+        g = f"groups.{i}."
+        assert _changed(before, after, g, params) == (i >= k), f"weights of group {i}, k={k}"
+        assert _changed(before, after, g, stats) == (i >= k), f"BN statistics of group {i}, k={k}"
+    assert all(not p.requires_grad for p in model.groups[k - 1].parameters())
+    assert all(p.requires_grad for p in model.groups[k].parameters())
+
+
+@pytest.mark.parametrize("k", [0, 1, 3, 4])
+def test_freeze_k_stops_gradients_and_training_mode_in_exactly_k_groups(k):
+    model = small_cnn(10, width=4).train()
+    freeze(model, k)
+    assert [g.training for g in model.groups] == [i >= k for i in range(4)]
+    freeze(model, 4 - k)  # a previous depth's gradients are undone
+    freeze(model, k)
+    grads = [all(p.requires_grad for p in g.parameters()) for g in model.groups]
+    assert grads == [i >= k for i in range(4)]
+    assert all(p.requires_grad for p in model.head.parameters())
 
 
 def test_k0_fine_tunes_every_group_and_kG_is_a_linear_probe():
     model, before, after = _train(0)
-    assert all(_changed(before, after, f"groups.{i}.") for i in range(model.num_groups))
+    params = _params(model)
+    assert all(_changed(before, after, f"groups.{i}.", params) for i in range(model.num_groups))
     model, before, after = _train(model.num_groups)
-    assert not _changed(before, after, "groups.")
-    assert _changed(before, after, "head.")
+    assert not _changed(before, after, "groups.", set(before))
+    assert _changed(before, after, "head.", params)
 
 
 def test_per_group_learning_rates_decay_towards_the_input():
@@ -67,8 +90,16 @@ def test_per_group_learning_rates_decay_towards_the_input():
     assert [g["lr"] for g in groups] == pytest.approx([0.025, 0.05, 0.1, 1.0])
 
 
-@pytest.mark.parametrize("bad", [-1, 5, "two", 2.5, True])
+@pytest.mark.parametrize("bad", [-1, 5, "two", "ALL", 2.5, True, None])
 def test_out_of_range_freeze_depth_names_the_key(bad):
-    with pytest.raises(ConfigError, match=r"transfer\.freeze_groups.*\[0, 4\]"):
+    with pytest.raises(ConfigError) as err:
         resolve_depth(bad, 4, "transfer.freeze_groups")
-    assert resolve_depth("all", 4, "k") == 4
+    assert str(err.value) == (
+        f"transfer.freeze_groups={bad!r} is not allowed; expected an integer in [0, 4] or 'all' "
+        "(the backbone has 4 layer groups)"
+    )
+
+
+@pytest.mark.parametrize(("value", "depth"), [(0, 0), (1, 1), (4, 4), ("all", 4)])
+def test_depths_from_0_to_G_and_all_resolve_to_themselves(value, depth):
+    assert resolve_depth(value, 4, "k") == depth

@@ -11,6 +11,7 @@ from pathlib import Path
 import optuna
 import pytest
 import torch
+import yaml
 
 from pipeline.errors import ConfigError, TrainingError
 from pipeline.transfer.prefix_cache import PrefixCache
@@ -196,6 +197,9 @@ def _parallel(workspace, storage=None):
     assert len(numbers) == len(set(numbers))
     workers = {t.user_attrs["worker"] for t in study.trials}
     assert len(workers) == 2, "both workers ran trials of the one study"
+    # whichever worker wrote it last, best.yaml holds the whole study's best (issue 11, item 9)
+    best = yaml.safe_load((workspace / "outputs/tune/best.yaml").read_text())
+    assert (best["best_trial"], best["best_value"]) == (study.best_trial.number, study.best_value)
 
 
 def test_two_workers_share_one_study_on_a_journal_file(workspace):

@@ -6,8 +6,10 @@ import json
 from pathlib import Path
 
 import numpy as np
+from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
+from pipeline.data.checks import check_domain
 from pipeline.data.domain import Domain, Split
 from pipeline.errors import DataError
 
@@ -33,16 +35,21 @@ def load_domain(folder: Path) -> Domain:
     try:
         card = json.loads((folder / CARD).read_text())
         tensors = load_file(str(folder / ARRAYS))
-    except (OSError, ValueError) as err:
+        splits = {
+            name: Split(tensors[f"{name}.x"], tensors.get(f"{name}.y")) for name in card["splits"]
+        }
+        domain = Domain(
+            card["name"],
+            tuple(card["classes"]),
+            splits,
+            card["recipe"],
+            card.get("modality", "image"),
+        )
+    except (OSError, ValueError, KeyError, TypeError, SafetensorError) as err:
         raise DataError(
-            folder, f"cannot read prepared data ({err}); run the prepare stage"
+            folder, f"cannot read prepared data ({type(err).__name__}: {err}); run prepare"
         ) from err
-    splits = {
-        name: Split(tensors[f"{name}.x"], tensors.get(f"{name}.y")) for name in card["splits"]
-    }
-    domain = Domain(
-        card["name"], tuple(card["classes"]), splits, card["recipe"], card.get("modality", "image")
-    )
     if domain.card()["sha256"] != card["sha256"]:
         raise DataError(folder / ARRAYS, f"does not match the digest in {folder / CARD}")
+    check_domain(domain, folder)  # prepared by an older version, or by hand
     return domain

@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 from pipeline import __version__
+from pipeline.tracking.owners import owner_tags
 
 # Files DVC writes during a run (besides the stage outputs listed in dvc.lock): a run that
 # rewrote them is still a run of the committed code.
@@ -68,6 +69,7 @@ def stage_tags(stage: str, root: Path) -> dict[str, str]:
         "mlflow.source.name": f"stages.{stage}",
         "mlflow.source.type": "JOB",
         **git_state(root),
+        **owner_tags(),  # so a run left RUNNING by a killed process can be told from a live one
     }
     if os.environ.get("DVC_STAGE"):
         tags["dvc.stage"] = os.environ["DVC_STAGE"]

@@ -2,13 +2,23 @@
 
 Default: a SQLite database and an artifact folder at the repository root. ``MLFLOW_TRACKING_URI``
 overrides it (e.g. an MLflow server backed by PostgreSQL for many machines).
+
+MLflow stores an experiment's artifact location as an absolute path, and a run's and a model's
+too. A repository copied or moved with its ``mlflow.db`` would keep writing artifacts into the
+original one (or re-create its folder): so when the repository's own store points at another
+root's ``mlartifacts``, every stored location under it is re-pointed at this root first.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from pathlib import Path
+
+from pipeline.errors import StorageError
+
+log = logging.getLogger(__name__)
 
 DB_NAME, ARTIFACTS_NAME = "mlflow.db", "mlartifacts"
 
@@ -24,6 +34,22 @@ def tracking_uri(root: Path) -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{root / DB_NAME}"
 
 
+def check_writable(uri: str) -> None:
+    """For a SQLite store: the database and its folder (SQLite writes a journal beside it) can
+    be written; checked before a stage does any work, so a read-only ``mlflow.db`` is one line.
+
+    Raises:
+        StorageError: Naming the database file.
+    """
+    if not uri.startswith("sqlite:///"):
+        return
+    db = Path(uri.removeprefix("sqlite:///"))
+    if db.exists() and not (db.is_file() and os.access(db, os.R_OK | os.W_OK)):
+        raise StorageError(db, "the MLflow database is not a readable and writable file")
+    if not os.access(db.parent if str(db.parent) else ".", os.W_OK | os.X_OK):
+        raise StorageError(db, "cannot write in this folder (SQLite keeps its journal there)")
+
+
 def use_store(uri: str, experiment: str, artifact_root: Path | None) -> str:
     """Point MLflow at ``uri`` and select (creating if needed) ``experiment``; return its id.
 
@@ -32,6 +58,7 @@ def use_store(uri: str, experiment: str, artifact_root: Path | None) -> str:
     """
     import mlflow
 
+    check_writable(uri)
     mlflow.set_tracking_uri(uri)
     found = mlflow.get_experiment_by_name(experiment)
     if found is None:
@@ -40,5 +67,42 @@ def use_store(uri: str, experiment: str, artifact_root: Path | None) -> str:
         with contextlib.suppress(mlflow.exceptions.MlflowException):
             mlflow.create_experiment(experiment, artifact_location=location)
         found = mlflow.get_experiment_by_name(experiment)
+    if artifact_root is not None and uri == f"sqlite:///{artifact_root.parent / DB_NAME}":
+        relocate_artifacts(uri, found.artifact_location, found.experiment_id, artifact_root)
     mlflow.set_experiment(experiment_id=found.experiment_id)  # fluent calls default to it
     return found.experiment_id
+
+
+def relocate_artifacts(uri: str, location: str, experiment_id: str, artifact_root: Path) -> bool:
+    """Re-point the stored artifact locations of a moved or copied repository's store.
+
+    If the experiment's location is ``<old root>/mlartifacts`` for another root, every
+    experiment, run and LoggedModel location under it is rewritten to ``artifact_root`` (the
+    copied artifacts are there). MLflow has no API to change a stored location, so this updates
+    its tables through its own SQLAlchemy models.
+
+    Returns:
+        Whether anything was re-pointed.
+    """
+    new = artifact_root.as_uri()
+    if location == new or not location.startswith("file://"):
+        return False
+    if not location.endswith(f"/{artifact_root.name}"):
+        return False  # not a location this code chose: leave it
+    from mlflow.store.tracking.dbmodels.models import SqlExperiment, SqlLoggedModel, SqlRun
+    from mlflow.tracking._tracking_service.utils import _get_store  # the store of this URI
+    from sqlalchemy import func, or_
+
+    store = _get_store(uri)
+    with store.ManagedSessionMaker() as session:
+        for table, column in (
+            (SqlExperiment, SqlExperiment.artifact_location),
+            (SqlRun, SqlRun.artifact_uri),
+            (SqlLoggedModel, SqlLoggedModel.artifact_location),
+        ):
+            under = or_(column == location, column.startswith(location + "/", autoescape=True))
+            session.query(table).filter(under).update(
+                {column: func.replace(column, location, new)}, synchronize_session=False
+            )
+    log.warning("the MLflow store pointed at %s; artifacts now go to %s", location, new)
+    return True

@@ -199,7 +199,7 @@ class TransferModule(L.LightningModule):
             who = f" (seed {s.seed})" if len(self.members) > 1 else ""
             raise TrainingError(
                 f"loss became NaN/inf in epoch {self.current_epoch}{who}: lower the learning "
-                f"rates ({s.section}.head_lr={s.head_lr}, {s.section}.backbone_lr="
+                f"rates ({s.key('head_lr')}={s.head_lr}, {s.key('backbone_lr')}="
                 f"{s.backbone_lr}) or check the data for NaN values"
             )
         return {

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 
 import torch
@@ -55,6 +55,8 @@ class FitSettings:
         monitor: Logged validation metric whose best epoch is kept (``val/acc``, or an
             unsupervised validator's ``val/<name>``); None keeps the last epoch (fixed length).
         section: Config section the settings came from, for error messages.
+        origins: The config key each setting came from where it is not ``<section>.<name>``
+            (an arm's own value, ``pretrain.lr`` for both learning rates), for error messages.
     """
 
     epochs: int
@@ -71,6 +73,11 @@ class FitSettings:
     steps_per_epoch: int | None = None
     monitor: str | None = "val/acc"
     section: str = field(default="transfer", compare=False, repr=False)
+    origins: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    def key(self, name: str) -> str:
+        """The config key that setting ``name`` came from."""
+        return self.origins.get(name, f"{self.section}.{name}")
 
     def __post_init__(self) -> None:
         checks = [
@@ -97,14 +104,14 @@ class FitSettings:
         ]
         for name, ok, allowed in checks:
             if not ok:
-                raise ConfigError(f"{self.section}.{name}", getattr(self, name), allowed)
+                raise ConfigError(self.key(name), getattr(self, name), allowed)
 
     def as_dict(self) -> dict:
         """The settings as loggable values (factories by their import path and arguments)."""
         return {
             f.name: describe(getattr(self, f.name))
             for f in fields(self)
-            if f.name not in ("section",)
+            if f.name not in ("section", "origins")
         }
 
 

@@ -4,6 +4,12 @@ The journal file (``JournalFileBackend``) is safe for several processes on one m
 not (its locking breaks under parallel workers). For several machines use PostgreSQL through
 ``RDBStorage`` with heartbeats: a trial whose worker stops beating for ``grace_period`` seconds is
 marked FAIL and re-queued once by ``RetryFailedTrialCallback``.
+
+The journal file is locked with ``flock(2)`` (through ``filelock``) instead of Optuna's default
+lock files (``JournalFileSymlinkLock``/``JournalFileOpenLock``, made for NFS): the kernel releases
+an flock when its holder dies, while a lock file left by a SIGKILLed worker stalled the next start
+for Optuna's 30 s grace period ("Forcibly releasing the lock file"). On NFS without flock support,
+filelock falls back to a lock file of its own.
 """
 
 from __future__ import annotations
@@ -12,9 +18,33 @@ import random
 import time
 from pathlib import Path
 
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, StorageError
 
 _SCHEMA_RETRIES = 5
+FLOCK_SUFFIX = ".flock"
+
+
+class KernelJournalLock:
+    """An Optuna journal-file lock held with ``flock(2)`` on ``<journal>.flock``: the kernel
+    releases it when the process holding it dies, so a killed worker never leaves it stale.
+
+    Optuna's journal backend only calls ``acquire()`` and ``release()`` (the interface of its
+    lock classes, whose base class is not public).
+    """
+
+    def __init__(self, journal: Path) -> None:
+        from filelock import FileLock
+
+        self._lock = FileLock(str(journal) + FLOCK_SUFFIX, thread_local=False)
+
+    def acquire(self) -> bool:
+        """Block until this process holds the lock."""
+        self._lock.acquire()
+        return True
+
+    def release(self) -> None:
+        """Let the next process in."""
+        self._lock.release()
 
 
 def redact(url: str) -> str:
@@ -41,14 +71,20 @@ def open_storage(
 
     Raises:
         ConfigError: The URL cannot be parsed or the database cannot be reached.
+        StorageError: The journal file cannot be read or written.
     """
     import optuna
     from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
     from optuna.storages.journal import JournalFileBackend
 
     if not url:
-        journal.parent.mkdir(parents=True, exist_ok=True)
-        return JournalStorage(JournalFileBackend(str(journal)))
+        try:
+            journal.parent.mkdir(parents=True, exist_ok=True)
+            return JournalStorage(
+                JournalFileBackend(str(journal), lock_obj=KernelJournalLock(journal))
+            )
+        except (OSError, ValueError, UnicodeDecodeError) as err:
+            raise StorageError(journal, f"cannot use this Optuna journal ({err})") from err
     if url.startswith("sqlite"):
         raise ConfigError(
             "tune.storage",

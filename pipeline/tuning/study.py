@@ -6,44 +6,108 @@ unique (the storage assigns them). A trial that raises or returns NaN is told FA
 goes on, up to ``max_failures``. Journal storages have no heartbeat, so a trial left RUNNING by a
 killed worker on this machine (its pid is gone) is marked FAIL and its parameters re-queued: a
 re-run resumes the study where it stopped.
+
+A trial stopped by the machine rather than by its settings (out of memory, a storage that went
+away: :func:`environment_failure`) or by an interrupt is marked FAIL and re-queued too, but it
+does not count against ``max_failures``, and the worker stops with a named error: retrying on the
+same broken machine would only burn the study's budget.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
-import os
-import socket
+import sys
+import time
 from collections.abc import Callable
 
 import optuna
 from optuna.trial import FrozenTrial, Trial, TrialState
 
-from pipeline.errors import TrainingError
-from pipeline.processes import pid_alive
+from pipeline.errors import MachineError, StorageError, TrainingError
+from pipeline.processes import Owner, current
 
 log = logging.getLogger(__name__)
 WORKER_ATTR, REAPED_ATTR = "worker", "reaped"
+INTERRUPTED_ATTR, ENVIRONMENT_ATTR, SURPLUS_ATTR = "interrupted", "environment", "surplus"
+# FAIL, but not because of the trial's settings
+NOT_COUNTED = (REAPED_ATTR, INTERRUPTED_ATTR, ENVIRONMENT_ATTR, SURPLUS_ATTR)
+
+
+class SurplusTrial(Exception):  # noqa: N818 (not an error: a trial the budget has no room for)
+    """Workers that checked the budget at the same moment both started a trial; the one with
+    the later number does not run (a FAIL that does not count), so the study ends with exactly
+    ``n_trials``."""
+
+
+class _QuietSurplus(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], SurplusTrial))
+
+
+logging.getLogger("optuna.study._optimize").addFilter(_QuietSurplus())
 
 
 def worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """This worker: ``host:pid:start time`` (see :class:`pipeline.processes.Owner`)."""
+    return current().token
+
+
+def environment_failure(err: BaseException) -> bool:
+    """Whether ``err`` says the machine failed (memory, disk, a store, the device), not the
+    trial's settings."""
+    if isinstance(err, MachineError | StorageError | MemoryError):
+        return True
+    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EROFS, errno.EDQUOT):
+        return True
+    torch, sqlalchemy = sys.modules.get("torch"), sys.modules.get("sqlalchemy")
+    if torch is not None and isinstance(err, torch.OutOfMemoryError):
+        return True
+    if sqlalchemy is not None and isinstance(err, sqlalchemy.exc.OperationalError):
+        return True  # the MLflow store (read-only, locked, gone)
+    return isinstance(err, RuntimeError) and "out of memory" in str(err).lower()
+
+
+def _fail_and_requeue(study: optuna.Study, t: FrozenTrial, attr: str) -> None:
+    study._storage.set_trial_user_attr(t._trial_id, attr, True)
+    study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+    study.enqueue_trial(t.params, user_attrs={"retry_of": t.number}, skip_if_exists=False)
 
 
 def reap_dead_trials(study: optuna.Study) -> int:
     """Fail and re-queue RUNNING trials whose worker process on this host no longer exists."""
-    host = socket.gethostname()
     reaped = 0
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         worker = t.user_attrs.get(WORKER_ATTR, "")
-        name, _, pid = worker.rpartition(":")
-        if name != host or not pid.isdigit() or pid_alive(int(pid)):
+        owner = Owner.parse(worker)
+        if owner is None or owner.alive() is not False:
             continue
-        study._storage.set_trial_user_attr(t._trial_id, REAPED_ATTR, True)
-        study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-        study.enqueue_trial(t.params, user_attrs={"retry_of": t.number}, skip_if_exists=False)
+        _fail_and_requeue(study, t, REAPED_ATTR)
         log.warning("trial %d: its worker %s died; marked FAIL and re-queued", t.number, worker)
         reaped += 1
     return reaped
+
+
+def _abandon_own_trials(study: optuna.Study, attr: str) -> None:
+    """Fail and re-queue this worker's RUNNING trials (Optuna leaves them RUNNING when a
+    ``BaseException`` other than ``KeyboardInterrupt`` passes through it)."""
+    me = worker_id()
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if t.user_attrs.get(WORKER_ATTR) == me:
+            _fail_and_requeue(study, t, attr)
+
+
+def settle(study: optuna.Study, poll: float = 0.5) -> None:
+    """Wait until no trial of ``study`` is RUNNING (other workers finish theirs; dead workers'
+    trials are reaped), so what is read next is the study's final state."""
+    told = False
+    while running := study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        reap_dead_trials(study)
+        optuna.storages.fail_stale_trials(study)  # RDB heartbeats; a no-op for a journal
+        if not told:
+            log.info("waiting for %d running trial(s) of other workers", len(running))
+            told = True
+        time.sleep(poll)
 
 
 def counts(study: optuna.Study) -> dict[str, int]:
@@ -58,7 +122,7 @@ def _failures(study: optuna.Study) -> list[FrozenTrial]:
     return [
         t
         for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
-        if not t.user_attrs.get(REAPED_ATTR)
+        if not any(t.user_attrs.get(a) for a in NOT_COUNTED)
     ]
 
 
@@ -74,9 +138,9 @@ def run_trials(
 
     Raises:
         TrainingError: ``max_failures`` trials failed; the last error is in the message.
+        MachineError: A trial failed because of the machine (:func:`environment_failure`).
+        StorageError: The study's storage failed.
     """
-    import time
-
     start = time.monotonic()
     reap_dead_trials(study)
     while True:
@@ -91,24 +155,60 @@ def run_trials(
             )
         if timeout is not None and time.monotonic() - start > timeout:
             return
-        study.optimize(_recorded(objective), n_trials=1, catch=(Exception,), gc_after_trial=False)
+        machine: list[BaseException] = []
+        try:
+            study.optimize(
+                _recorded(objective, machine, n_trials),
+                n_trials=1,
+                catch=(Exception,),
+                gc_after_trial=False,
+            )
+        except (OSError, optuna.exceptions.StorageInternalError) as err:
+            # not the objective's (Optuna catches those): the study storage's
+            raise StorageError("tune.storage", f"the study storage failed ({err})") from err
+        except BaseException:  # an interrupt: Optuna leaves the trial RUNNING
+            _abandon_own_trials(study, INTERRUPTED_ATTR)
+            raise
+        if machine:
+            raise MachineError(
+                f"a trial failed because of the machine, not its settings ({machine[0]}); "
+                "it is re-queued and does not count against tune.max_failures"
+            )
 
 
-def _recorded(objective: Callable[[Trial], float]) -> Callable[[Trial], float]:
+def _surplus(trial: Trial, n_trials: int) -> bool:
+    states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+    taken = sorted(t.number for t in trial.study.get_trials(deepcopy=False, states=states))
+    return len(taken) > n_trials and trial.number > taken[n_trials - 1]
+
+
+def _recorded(
+    objective: Callable[[Trial], float], machine: list[BaseException], n_trials: int
+) -> Callable[[Trial], float]:
     """``objective`` that first tags the trial with its worker and records why it failed.
 
     ``study.optimize`` (one trial at a time) does the rest: PRUNED on ``TrialPruned``, FAIL on an
-    exception or NaN, and for RDB storages the heartbeat and the retry of stale trials.
+    exception or NaN, and for RDB storages the heartbeat and the retry of stale trials. A failure
+    of the machine is marked (and re-queued) and appended to ``machine``.
     """
 
     def wrapped(trial: Trial) -> float:
         trial.set_user_attr(WORKER_ATTR, worker_id())
+        if _surplus(trial, n_trials):
+            trial.set_user_attr(SURPLUS_ATTR, True)
+            raise SurplusTrial(f"trial {trial.number}: the budget of {n_trials} is taken")
         try:
             return objective(trial)
         except optuna.TrialPruned:
             raise
         except Exception as err:
             trial.set_user_attr("error", f"{type(err).__name__}: {err}"[:500])
+            if environment_failure(err):
+                trial.set_user_attr(ENVIRONMENT_ATTR, True)
+                trial.study.enqueue_trial(
+                    trial.params, user_attrs={"retry_of": trial.number}, skip_if_exists=False
+                )
+                machine.append(err)
             raise
 
     return wrapped
@@ -149,9 +249,14 @@ def parent_run(study: optuna.Study, experiment_id: str, run_name: str, tags: dic
     if run_id:
         try:
             MlflowClient().get_run(run_id)
-            return mlflow.start_run(run_id=run_id)
+            active = mlflow.start_run(run_id=run_id)
         except mlflow.exceptions.MlflowException:
             pass  # the study outlived its MLflow store: start a new parent
+        else:
+            from pipeline.tracking.owners import owner_tags
+
+            mlflow.set_tags(owner_tags())  # this worker holds it RUNNING now
+            return active
     active = mlflow.start_run(run_name=run_name, experiment_id=experiment_id, tags=tags)
     study.set_user_attr(PARENT_ATTR, active.info.run_id)
     return active

@@ -28,7 +28,7 @@ def carve(
     ``val_per_class`` rows of every class), disjoint and sorted."""
     if test_fraction is not None and val_per_class is not None:
         return stratified_split(
-            y, test_fraction=test_fraction, val_per_class=val_per_class, seed=seed
+            y, test_fraction=test_fraction, val_per_class=val_per_class, seed=seed, key=key
         )
     rows = np.arange(len(y))
     if test_fraction is not None:

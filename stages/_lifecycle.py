@@ -1,0 +1,87 @@
+"""How a stage run begins and ends: interrupts, crashes and what dead runs left behind.
+
+- SIGINT and SIGTERM raise :class:`pipeline.errors.Interrupted` in the main thread, so every
+  ``with`` block unwinds (temp folders are removed, trials are told) and the shell exits 130 or
+  143 after one line, instead of Lightning's silent ``sys.exit(1)`` on ``KeyboardInterrupt``.
+- When a stage ends by an interrupt its MLflow runs end KILLED; by an error, FAILED. Nothing it
+  started stays RUNNING.
+- Before a stage works, it removes what killed runs of the same stage left on this host: temp
+  output folders and MLflow runs still RUNNING (marked KILLED).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from pipeline.errors import Interrupted
+
+log = logging.getLogger(__name__)
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_experiments: set[str] = set()  # MLflow experiments this process has logged to
+
+
+def tracking_started(experiment_id: str) -> None:
+    """Remember an experiment this process logs to (its runs are ended on the way out)."""
+    _experiments.add(experiment_id)
+
+
+@contextmanager
+def interrupts() -> Iterator[None]:
+    """Turn SIGINT and SIGTERM into :class:`Interrupted` (the first one; later ones are
+    ignored, so the clean-up they would cut short can finish)."""
+    seen: list[Interrupted] = []
+
+    def handler(signum: int, _frame: object) -> None:
+        if seen:
+            return
+        err = Interrupted(signum)
+        seen.append(err)
+        raise err
+
+    previous = {s: signal.signal(s, handler) for s in SIGNALS}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def _end_runs(status: str, since_ms: int | None = None) -> None:
+    from pipeline.tracking.owners import end_own_runs
+
+    for experiment_id in sorted(_experiments):
+        try:
+            ended = end_own_runs(experiment_id, status, since_ms)
+        except Exception as err:  # the store itself may be what failed: say so, do not mask
+            log.warning("could not mark this stage's MLflow runs %s (%s)", status, err)
+            continue
+        if ended:
+            log.info("marked %d MLflow run(s) %s", len(ended), status)
+
+
+@contextmanager
+def guarded(stage: str, cfg: DictConfig) -> Iterator[None]:
+    """Check the output folder can be written and sweep what dead runs of ``stage`` left; run
+    the body; end the stage's runs however it ends."""
+    from pipeline.tracking.owners import sweep_dead_runs
+    from stages._outputs import check_writable, sweep_leftovers
+    from stages._shell import use_tracking
+
+    check_writable(Path(cfg.paths[stage]))
+    sweep_leftovers(Path(cfg.paths[stage]))
+    _, experiment_id = use_tracking(cfg)
+    sweep_dead_runs(experiment_id, stage)
+    try:
+        yield
+    except Interrupted as err:
+        _end_runs("KILLED", err.at_ms)
+        raise
+    except BaseException:
+        _end_runs("FAILED")
+        raise

@@ -1,0 +1,128 @@
+"""Issue 11, items 2 and 10: interrupts end the runs KILLED with exit 130/143 and one line;
+``kill -9`` at a random moment leaves runs and temp folders that the next run sweeps."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+
+from pipeline.tuning.study import INTERRUPTED_ATTR, counts
+from stages import tune
+from tests.conftest import compose, write_params
+from tests.faults.conftest import (
+    SMALL_TRANSFER,
+    now_ms,
+    run_in_process,
+    runs,
+    start,
+    statuses,
+    temp_folders,
+    wait_until,
+)
+
+NO_TUNE = ("tune.enabled=false", *SMALL_TRANSFER)
+LONG_TRANSFER = (*NO_TUNE, "transfer.epochs=3000")  # minutes: an interrupt lands mid-arm
+# trials long enough to be interrupted inside one
+LONG_TUNE = (
+    "tune.n_trials=4",
+    "tune.epochs=300",
+    "tune.pruner._target_=optuna.pruners.NopPruner",
+    "~tune.pruner.min_resource",
+    "~tune.pruner.max_resource",
+    "~tune.pruner.reduction_factor",
+)
+
+
+def _running(stage: str, since: int, child: bool = True):
+    """A condition: some run of ``stage`` (a nested one with ``child``) is RUNNING."""
+
+    def condition() -> bool:
+        return any(
+            r.info.status == "RUNNING" and ("mlflow.parentRunId" in r.data.tags) == child
+            for r in runs(stage, since)
+        )
+
+    return condition
+
+
+def _study(*extra: str) -> optuna.Study:
+    cfg = compose(*LONG_TUNE, *extra)
+    from pipeline.data.store import load_domain
+    from pipeline.transfer.source import SourceModel
+
+    source = SourceModel.load(Path("outputs/pretrain/model"))
+    target = load_domain(Path("outputs/prepare/target"))
+    params = tune.validate(cfg, 4)
+    return tune.make_study(cfg, params, source.weights_id, target.card()["sha256"])
+
+
+def test_item10_sigint_says_interrupted_exits_130_and_ends_the_runs_killed(workspace, capsys):
+    tune.run(compose("tune.enabled=false"))
+    assert run_in_process("transfer", *NO_TUNE, capsys=capsys).code == 0
+    before = Path("outputs/transfer/models/index.json").read_bytes()
+    t0 = now_ms()
+    proc = start("transfer", *LONG_TRANSFER, cwd=workspace)
+    wait_until(_running("transfer", t0), proc)
+    proc.send_signal(signal.SIGINT)
+    err = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 130, err
+    assert "interrupted (SIGINT)" in err and "Traceback" not in err
+    assert set(statuses("transfer", t0)) == {"KILLED"}
+    assert len(statuses("transfer", t0)) >= 2, "the stage run and the arm it was training"
+    assert Path("outputs/transfer/models/index.json").read_bytes() == before
+    assert temp_folders(workspace) == []
+
+
+def test_item10_sigterm_in_a_trial_kills_its_run_and_does_not_count_it(workspace):
+    write_params(workspace, compose(*LONG_TUNE))
+    t0 = now_ms()
+    proc = start("tune", cwd=workspace)
+    wait_until(_running("tune", t0), proc)
+    proc.send_signal(signal.SIGTERM)
+    err = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 143, err
+    assert "interrupted (SIGTERM)" in err and "Traceback" not in err
+    assert set(statuses("tune", t0)) == {"KILLED"}, "the study's run and the trial's"
+    study = _study()
+    interrupted = [t for t in study.trials if t.user_attrs.get(INTERRUPTED_ATTR)]
+    assert len(interrupted) == 1 and interrupted[0].state.name == "FAIL"
+    waiting = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
+    assert [t.user_attrs["retry_of"] for t in waiting] == [interrupted[0].number], "re-queued"
+    assert counts(study)["RUNNING"] == 0
+    assert temp_folders(workspace) == [] and not Path("outputs/tune").exists()
+
+
+@pytest.mark.parametrize("stage", ["transfer", "tune"])
+def test_item2_kill_9_at_a_random_moment_then_a_rerun_leaves_nothing_running(
+    workspace, capsys, stage
+):
+    seed = int(os.environ.get("GRAFTLAB_KILL_SEED", time.time_ns() % 10_000))
+    delay = random.Random(seed).uniform(0.0, 2.0)
+    short = ("tune.epochs=60", "tune.n_trials=3")  # trials of about a second
+    if stage == "tune":
+        write_params(workspace, compose(*LONG_TUNE, *short))
+        rerun: tuple[str, ...] = ()
+    else:
+        tune.run(compose("tune.enabled=false"))
+        write_params(workspace, compose(*LONG_TRANSFER))
+        rerun = ("transfer.epochs=2",)
+    t0 = now_ms()
+    proc = start(stage, cwd=workspace)
+    wait_until(_running(stage, t0), proc)
+    time.sleep(delay)
+    proc.kill()
+    proc.wait()
+    note = f"GRAFTLAB_KILL_SEED={seed}: killed {delay:.2f} s after a nested run started"
+
+    out = run_in_process(stage, *rerun, capsys=capsys)
+    assert out.code == 0, f"{note}\n{out.err[-2000:]}"
+    assert "RUNNING" not in statuses(stage, t0), note
+    assert temp_folders(workspace) == [], note
+    if stage == "tune":
+        assert counts(_study(*short))["RUNNING"] == 0, note
