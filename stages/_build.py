@@ -81,6 +81,9 @@ def check_input(model: object, shape: tuple[int, ...], target: str) -> None:
     resolution it cannot handle is a config error before training, not a traceback inside it."""
     import torch
 
+    # Lightning keeps each submodule's train/eval mode at the start of fit, so the probe must
+    # leave every module as it found it (a BatchNorm left in eval mode trains on its init stats)
+    modes = [(m, m.training) for m in model.modules()]
     model.eval()
     try:
         with torch.no_grad():
@@ -88,6 +91,9 @@ def check_input(model: object, shape: tuple[int, ...], target: str) -> None:
     except RuntimeError as err:
         allowed = f"a backbone that takes inputs of shape {shape} (data.image_size) ({err})"
         raise ConfigError("model._target_", target, allowed) from None
+    finally:
+        for m, training in modes:
+            m.training = training
 
 
 def num_groups(factory: ModelFactory) -> int:
