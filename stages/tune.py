@@ -43,6 +43,8 @@ JOURNAL = "optuna-journal.log"
 # tune keys that do not change what a trial computes (budget, storage, naming)
 NOT_HASHED = {"n_trials", "timeout", "storage", "max_failures", "heartbeat_interval"}
 NOT_HASHED |= {"grace_period", "study_name", "enabled"}
+# trainer keys that change how trials run, not their results (ensembles: float tolerance)
+TRAINER_HOW = {"enable_progress_bar", "ensembles"}
 UNSEARCHED = {"run", "seeds", "epochs", "baseline"}  # transfer keys trials do not read
 
 
@@ -77,7 +79,7 @@ def make_study(cfg: DictConfig, params: list[Param], weights_id: str, target_sha
         "tune": {k: v for k, v in tune.items() if k not in NOT_HASHED},
         "transfer": {k: v for k, v in transfer.items() if k not in skip},
         "model": OmegaConf.to_container(cfg.model, resolve=True),
-        "trainer": {k: v for k, v in trainer.items() if k != "enable_progress_bar"},
+        "trainer": {k: v for k, v in trainer.items() if k not in TRAINER_HOW},
     }
     if setting.transductive(cfg):  # the inductive identity (and study name) stays as it was
         identity["setting"] = OmegaConf.to_container(cfg.setting, resolve=True)

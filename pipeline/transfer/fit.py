@@ -179,9 +179,11 @@ def fit_ensemble(
             and the learning rates and weight decay (see :func:`ensemble_key`).
         val: (x, y) validation tensors of the members that bring none of their own.
         trainer_kwargs: Extra ``lightning.pytorch.Trainer`` arguments (accelerator, precision...).
-        logger: A Lightning logger for the whole fit (gets the mean over members) or False.
-        callbacks: Extra callbacks; ``val/acc`` in ``trainer.callback_metrics`` is the members'
-            mean, ``module.member_metrics`` has each member's. Several members train together
+        logger: A Lightning logger for the whole fit (gets the first member's metrics, as the
+            first of a loop over the members would) or False.
+        callbacks: Extra callbacks; ``val/acc`` in ``trainer.callback_metrics`` is the first
+            member's (what a pruner saw when the first seed reported), ``module.member_metrics``
+            has each member's. Several members train together
             only when they keep the best ``val/acc`` or the last epoch (``settings.monitor``):
             validators that log their own metric score one network.
         cache: Prefix cache; None computes the prefixes for this fit only.

@@ -38,7 +38,8 @@ class TransferModule(L.LightningModule):
 
     Metrics are kept per member (``member_metrics``, read once per epoch with one host sync) and
     logged to each member's logger; the Trainer's loggers and ``val/acc`` (what callbacks such as
-    pruning monitor) get the mean over members.
+    pruning monitor) get the first member's, as when the members train one by one and the first
+    one reports: turning ensembles on or off does not change what a study prunes on.
 
     Args:
         members: The networks (same architecture); frozen groups keep their BatchNorm statistics.
@@ -179,18 +180,16 @@ class TransferModule(L.LightningModule):
         # are complete here: every member's metrics come from this one host sync.
         rows = torch.cat([self._sums, self._val_sums], 1).tolist()
         self.member_metrics = [self._metrics(i, row) for i, row in enumerate(rows)]
-        mean = {
-            k: sum(m[k] for m in self.member_metrics) / len(rows) for k in self.member_metrics[0]
-        }
+        first = self.member_metrics[0]
         # Only val/acc goes through self.log (callbacks, the progress bar and checkpointing read
         # it); each self.log() cost ~0.4 ms of Lightning bookkeeping, a quarter of its per-epoch
         # overhead on the small target runs (measured in bench_throughput.py).
-        self.log("val/acc", mean["val/acc"], prog_bar=True, logger=False)
+        self.log("val/acc", first["val/acc"], prog_bar=True, logger=False)
         for logger, metrics in zip(self.member_loggers, self.member_metrics, strict=True):
             if logger:
                 logger.log_metrics(metrics, step=self.global_step)
         for logger in self.loggers:
-            logger.log_metrics(mean, step=self.global_step)
+            logger.log_metrics(first, step=self.global_step)
 
     def _metrics(self, i: int, row: list[float]) -> dict[str, float]:
         loss_sum, correct, seen, val_loss, val_correct, val_seen = row

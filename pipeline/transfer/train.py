@@ -172,19 +172,9 @@ def train_arm(
     callbacks: Sequence = (),
     prefix_caching: bool = True,
 ) -> FitResult:
-    """Initialise ``arm``'s model for its seed and train it on the seed's labelled subset.
-
-    Args:
-        arm: The arm (its settings carry the seed).
-        task: Target data and label budget.
-        factory: ``num_classes -> GroupedNet`` for the backbone.
-        source: The source model (its first ``arm.init_groups`` groups are copied).
-        trainer_kwargs: ``lightning.pytorch.Trainer`` arguments.
-        cache: Frozen-prefix cache shared across runs.
-        logger: A Lightning logger or False.
-        callbacks: Extra Lightning callbacks.
-        prefix_caching: False always runs the whole network.
-    """
+    """Initialise ``arm``'s model for its seed and train it on the seed's labelled subset:
+    :func:`train_arms` for one arm (the same arguments; ``logger`` and ``callbacks`` are its
+    fit's)."""
     return train_arms(
         [arm],
         task,
@@ -234,10 +224,10 @@ def train_arms(
         trainer_kwargs: ``lightning.pytorch.Trainer`` arguments.
         cache: Frozen-prefix cache shared across runs.
         loggers: One Lightning logger (or False) per arm, receiving that arm's epoch metrics.
-        logger: A Lightning logger for the first training loop (the mean over its members).
-        callbacks: Extra Lightning callbacks for the first training loop (as when looping over
-            seeds, the first seed's fit reports to a pruner): with every arm in one ensemble
-            they see the mean ``val/acc`` of all of them.
+        logger: A Lightning logger for the first training loop (its first member's metrics).
+        callbacks: Extra Lightning callbacks for the first training loop: as when looping over
+            seeds, they see the first arm's ``val/acc`` (the first seed's fit reports to a
+            pruner), with or without ensembles.
         prefix_caching: False always runs the whole network.
         vectorise: False trains every arm alone (for checks and benchmarks).
     """

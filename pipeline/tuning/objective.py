@@ -29,9 +29,9 @@ def trial_objective(
 
     Each seed draws its own labelled training and validation subset, so the study scores a
     setting on several paired label draws rather than on one lucky or unlucky draw. Scored on
-    ``val/acc``, the seeds train together as one vectorised ensemble, whose mean ``val/acc`` per
-    epoch goes to the pruner and the trial's run; scored by a validator (which scores one network
-    per fit), they train one by one and the first seed's run reports. When it is pruned, the
+    ``val/acc``, the seeds train together as one vectorised ensemble; scored by a validator (which
+    scores one network per fit), one by one. Either way the first seed's per-epoch metrics go to
+    the pruner and the trial's run, as without ensembles. When it is pruned, the
     trial is. Each trial is a nested MLflow run (its id is the trial's ``mlflow_run_id`` user
     attribute) holding the trial's params, the per-epoch metrics, every seed's result, the mean
     and the Optuna state, written through one buffered logger: a trial costs one MLflow write

@@ -11,7 +11,7 @@ import torch
 import yaml
 
 from stages import transfer, tune
-from tests.conftest import compose, write_params
+from tests.conftest import DIVERGING_SCRATCH, compose, write_params
 from tests.faults.conftest import SMALL_TRANSFER, now_ms, run_in_process, runs, statuses
 
 
@@ -117,9 +117,7 @@ def test_item6_a_nan_loss_names_the_key_the_rate_came_from(workspace, capsys):
     out = run_in_process(
         "transfer",
         "tune.enabled=false",
-        "transfer.arms.scratch.head_lr=1e6",
-        "transfer.arms.scratch.backbone_lr=1e6",
-        "transfer.arms.scratch.weight_decay=1e6",  # weights grow 1e12-fold a step: overflow
+        *DIVERGING_SCRATCH,
         *SMALL_TRANSFER,
         capsys=capsys,
     )

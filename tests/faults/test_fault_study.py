@@ -40,6 +40,7 @@ def test_item4_the_study_identity_holds_the_trainer_settings(workspace):
     assert _study("trainer.precision=bf16-mixed").study_name != name
     assert _study("trainer.threads=1").study_name != name
     assert _study("trainer.enable_progress_bar=true").study_name == name  # no effect on results
+    assert _study("trainer.ensembles=false").study_name == name  # one by one: the same results
     assert _study("tune.n_trials=40").study_name == name  # a bigger budget extends the study
 
 
