@@ -53,8 +53,7 @@ def main() -> None:
         code += " & {'lightning', 'optuna', 'mlflow'})"
         print(f"  stages.{stage:<15} {best(lambda c=code: seconds(c)):5.2f} s")
     argv = ["tune", "tune.enabled=false", "paths.tune=/tmp/graftlab-bench-tune"]
-    probe = f"import sys, runpy; sys.argv = {argv}; runpy.run_module('stages.tune', run_name='m')"
-    probe += "; runpy.sys.modules['stages.tune'].main()"
+    probe = f"import sys; sys.argv = {argv}; import stages.tune; stages.tune.main()"
     print(f"  tune with tune.enabled=false, end to end: {best(lambda: seconds(probe)):5.2f} s")
     noop, last = wall(["dvc", "repro"])
     print(f"no-op dvc repro: {noop:5.2f} s (goal < 2 s)   {' '.join(last)}")
