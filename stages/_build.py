@@ -104,11 +104,20 @@ def trainer_kwargs(cfg: DictConfig, progress_bar: bool | None = None) -> dict:
     """``lightning.pytorch.Trainer`` arguments from ``trainer`` (minus our own keys)."""
     kw = OmegaConf.to_container(cfg.trainer, resolve=True)
     kw.pop("threads", None)
+    kw.pop("ensembles", None)
     if progress_bar is not None:
         kw["enable_progress_bar"] = progress_bar
     elif kw.get("enable_progress_bar") is None:  # null: bars only on a terminal, not in logs
         kw["enable_progress_bar"] = interactive()
     return kw
+
+
+def ensembles(cfg: DictConfig) -> bool:
+    """``trainer.ensembles``: train runs that can share a loop as one vectorised ensemble."""
+    value = cfg.trainer.get("ensembles", True)
+    if not isinstance(value, bool):
+        raise ConfigError("trainer.ensembles", value, "true or false")
+    return value
 
 
 def _factories(spec: dict, origins: dict[str, str]) -> dict:

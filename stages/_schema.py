@@ -179,6 +179,7 @@ RULES: dict[str, Rule] = {
     "trainer.deterministic": Rule(lambda v: v in (True, False, "warn"), "true, false or 'warn'"),
     "trainer.enable_progress_bar": BOOL.optional(),
     "trainer.threads": integer(1).optional(),
+    "trainer.ensembles": BOOL.optional(),
     "tracking.experiment": TEXT.needed(),
     "paths.*": TEXT,
 }
@@ -279,8 +280,14 @@ def check_config(cfg: DictConfig, stage: str) -> None:
                 raise ConfigError(key, "<missing>", f"{rule.allowed} (the key is required)")
             if not rule.ok(value):
                 raise ConfigError(key, value, rule.allowed)
-    if _reads(stage, "trainer"):
+    # a skipped tune trains nothing: it need not load Lightning to check the Trainer (start-up)
+    skipped = stage == "tune" and not tree.get("tune", {}).get("enabled", True)
+    if _reads(stage, "trainer") and not skipped:
         _check_trainer(tree["trainer"])
+
+
+# trainer keys that are ours, not lightning.pytorch.Trainer arguments
+OWN_TRAINER_KEYS = ("threads", "ensembles")
 
 
 def _check_trainer(trainer: dict) -> None:
@@ -294,13 +301,13 @@ def _check_trainer(trainer: dict) -> None:
         raise ConfigError("trainer.accelerator", trainer["accelerator"], allowed)
     known = set(inspect.signature(Trainer.__init__).parameters) - {"self"}
     for key, value in trainer.items():
-        if key == "threads":
+        if key in OWN_TRAINER_KEYS:
             continue
         if key in FIT_SETS:
             raise ConfigError(f"trainer.{key}", value, "nothing: the stages set it themselves")
         if key not in known:
             raise ConfigError(f"trainer.{key}", value, "a lightning.pytorch.Trainer argument")
-    kwargs = {k: v for k, v in trainer.items() if k != "threads"}
+    kwargs = {k: v for k, v in trainer.items() if k not in OWN_TRAINER_KEYS}
     kwargs["enable_progress_bar"] = bool(kwargs.get("enable_progress_bar"))  # null: a terminal's
     try:  # Lightning checks its own arguments when a Trainer is made; no work starts here
         Trainer(**kwargs, logger=False, enable_checkpointing=False, enable_model_summary=False)

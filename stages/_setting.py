@@ -20,7 +20,6 @@ from pipeline.data.domain import SPLITS
 from pipeline.data.store import load_domain
 from pipeline.errors import ConfigError
 from pipeline.selection import Validator
-from pipeline.selection.callback import ValidatorScores, check_validators
 from pipeline.transfer.train import TargetTask, tensors
 from stages._build import instantiate
 from stages._build import target_task as build_task
@@ -58,6 +57,8 @@ def target_task(cfg: DictConfig, paths: Layout) -> TargetTask:
 def validators(cfg: DictConfig, has_source: bool) -> dict[str, Validator]:
     """``setting.validators`` built and checked (a source-reading one needs source data), and the
     chosen ``setting.validator`` and ``transfer.monitor`` among them."""
+    from pipeline.selection.callback import check_validators  # loads Lightning: only when used
+
     specs = OmegaConf.to_container(cfg.setting.get("validators") or {}, resolve=True)
     built = {n: instantiate({}, f"setting.validators.{n}", s) for n, s in specs.items()}
     check_validators(built, has_source)
@@ -77,6 +78,8 @@ def epoch_scores(cfg: DictConfig, task: TargetTask) -> Callable[[], list]:
     the source training split, recording predictions on the target test inputs for evaluate."""
     if not transductive(cfg):
         return list
+    from pipeline.selection.callback import ValidatorScores
+
     source = task.source_data
     built = validators(cfg, source is not None)
     target_val = tensors(task.target.splits["val"])[0]
@@ -97,11 +100,11 @@ def tune_monitor(cfg: DictConfig) -> str:
 
 
 def scored(cfg: DictConfig, task: TargetTask, train: Callable) -> Callable:
-    """``train(arm, logger=..., callbacks=...)`` with the per-run callbacks of
+    """``train(arms, logger=..., callbacks=...)`` with the per-run callbacks of
     :func:`epoch_scores` added (none inductively)."""
     scores = epoch_scores(cfg, task)
 
-    def run(arm, logger=False, callbacks=()):
-        return train(arm, logger=logger, callbacks=(*scores(), *callbacks))
+    def run(arms, logger=False, callbacks=()):
+        return train(arms, logger=logger, callbacks=(*scores(), *callbacks))
 
     return run

@@ -88,7 +88,8 @@ def run(cfg: DictConfig) -> dict:
         )
         arm_for = {n: (lambda s, n=n: build.arm(cfg, n, groups, s)) for n in ev.arms}
         ev.settings = arm_for[primary](int(cfg.seed)).settings.as_dict()
-        accuracy = TrainedAccuracy(task, factory, source, "test", build.trainer_kwargs(cfg, False))
+        kwargs = build.trainer_kwargs(cfg, False)
+        accuracy = TrainedAccuracy(task, factory, source, "test", kwargs, build.ensembles(cfg))
         for r in scored:  # a curve point that is an arm already trained is not trained again
             accuracy.remember(arm_for[r.arm](r.seed), task.labels_per_class, r.acc)
         curves = cfg.evaluate.curves
@@ -97,9 +98,7 @@ def run(cfg: DictConfig) -> dict:
         budgets = list(curves.label_efficiency.labels_per_class)
         label_seeds = seeds_for(cfg, "label_efficiency")
         with bar("evaluate: curves", None) as progress:
-            point = counted(
-                accuracy, progress, lambda arm, n: f"{arm.name} k={arm.init_groups} n={n}"
-            )
+            point = counted(accuracy, progress, lambda arms, n: f"{len(arms)} runs at n={n}")
             add_curves(ev, arm_for, groups, point, depth, label_seeds, budgets, smallest)
         log_curves(ev.freeze_depth, ev.label_efficiency)
         ev.recommendation = recommend(
@@ -125,8 +124,9 @@ def run(cfg: DictConfig) -> dict:
                 cfg.seed,
             )
         if cfg.evaluate.large_validation:
-            kwargs = build.trainer_kwargs(cfg, False)
-            full = TrainedAccuracy(task.with_validation(None), factory, source, "test", kwargs)
+            full = TrainedAccuracy(
+                task.with_validation(None), factory, source, "test", kwargs, build.ensembles(cfg)
+            )
             add_large_validation(ev, arm_for, full)
         write_report(ev, out / "report")
         for name, rows in plot_tables(ev).items():

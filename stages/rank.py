@@ -28,7 +28,7 @@ from pipeline.report.candidates import ranking_markdown
 from pipeline.tracking.lineage import stage_tags
 from pipeline.transfer.arms import ModelFactory
 from pipeline.transfer.source import SourceModel
-from pipeline.transfer.train import tensors, train_arm
+from pipeline.transfer.train import tensors, train_arms
 from stages import _build as build
 from stages._files import Layout, write_json
 from stages._shell import run_stage, stage_output, use_tracking
@@ -85,11 +85,11 @@ def score(cfg: DictConfig, i: int, target: Domain, source_data: Domain) -> Candi
     )
     if r.arm:
         x, y = tensors(target.splits["test"])
-        for seed in seeds:
-            arm = build.arm(cfg, r.arm, net.num_groups, seed)
-            kw = {"trainer_kwargs": build.trainer_kwargs(cfg, False)}
-            model = train_arm(arm, task, factory, source, **kw).model
-            c.realised.append(float((predict_logits(model, x).argmax(1) == y).float().mean()))
+        arms = [build.arm(cfg, r.arm, net.num_groups, seed) for seed in seeds]
+        kw = {"trainer_kwargs": build.trainer_kwargs(cfg, False), "vectorise": build.ensembles(cfg)}
+        for result in train_arms(arms, task, factory, source, **kw):  # the seeds as one ensemble
+            logits = predict_logits(result.model, x)
+            c.realised.append(float((logits.argmax(1) == y).float().mean()))
     return c
 
 

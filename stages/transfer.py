@@ -11,6 +11,8 @@ label, the arms train on labelled source + unlabelled target, validators score e
 (history.csv columns val_<name>) and choose the stopping epoch; models/predictions.safetensors
 holds each run's per-epoch predicted classes on the target test inputs (scored in evaluate).
 Seeds are paired: seed s gives every arm the same labelled subset and the same random init.
+Inductively the arms train at once, as vectorised ensembles of their paired seeds (and of arms
+that differ only in init and learning rates), each seed still its own MLflow run.
 """
 
 from __future__ import annotations
@@ -69,7 +71,11 @@ def run(cfg: DictConfig) -> dict:
         tags,
         data_path=paths.domain("target") / ARRAYS,
         tune_run_id=best.get("tune_run_id"),
-        fit_kwargs={"trainer_kwargs": build.trainer_kwargs(cfg, False), "cache": PrefixCache()},
+        fit_kwargs={
+            "trainer_kwargs": build.trainer_kwargs(cfg, False),
+            "cache": PrefixCache(),
+            "vectorise": build.ensembles(cfg),
+        },
         source_path=paths.domain("source") / ARRAYS if task.source_data else None,
     )
     rows, history, predictions = [], [], {}
@@ -82,6 +88,14 @@ def run(cfg: DictConfig) -> dict:
         mlflow.log_text(OmegaConf.to_yaml(cfg), "config.yaml")
         mlflow.log_input(model=LoggedModelInput(source.ids["model_id"]))
         trained: dict[str, tuple[dict, list]] = {}  # fingerprint -> the run that trained it
+        unique = {}  # trained together here; the rest one by one below, as without ensembles
+        together = build.ensembles(cfg) and not setting.transductive(cfg)
+        if build.ensembles(cfg) and not together:
+            log.info("transductive: validators score one network per fit; seeds train one by one")
+        for arm in arms if together else []:
+            unique.setdefault(arm.fingerprint(groups), arm)
+        todo = list(unique.values())
+        ran = dict(zip(unique, runner.many(todo, out, [model_path(a) for a in todo]), strict=True))
         for arm in track(arms, STAGE, lambda a: f"{a.name} seed {a.settings.seed}"):
             key = arm.fingerprint(groups)
             if key in trained:  # e.g. freeze_k at k=0 is finetune: train once, report both
@@ -93,9 +107,8 @@ def run(cfg: DictConfig) -> dict:
                 if f"{row['arm']}/seed{seed}" in predictions:
                     predictions[f"{arm.name}/seed{seed}"] = predictions[f"{row['arm']}/seed{seed}"]
                 continue
-            path = Path("models", arm.name, f"seed{arm.settings.seed}.safetensors")
-            scores = callbacks()
-            trained[key] = row, rows_h = runner(arm, out, path, scores)
+            scores = [] if key in ran else callbacks()
+            trained[key] = row, rows_h = ran.get(key) or runner(arm, out, model_path(arm), scores)
             rows.append(row)
             history += rows_h
             for cb in scores:  # per-epoch predictions on the unlabelled target test inputs
@@ -132,6 +145,10 @@ def run(cfg: DictConfig) -> dict:
     accs = ", ".join(f"{n} {metrics[n]['val_acc']:.3f}" for n in names)
     print(f"transfer: val_acc {accs} (mean of {len(seeds)} seeds); models in {paths.transfer}")
     return metrics
+
+
+def model_path(arm) -> Path:
+    return Path("models", arm.name, f"seed{arm.settings.seed}.safetensors")
 
 
 def main() -> None:

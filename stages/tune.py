@@ -19,16 +19,14 @@ from __future__ import annotations
 from functools import partial
 from pathlib import Path
 
-import mlflow
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline.errors import ConfigError
 from pipeline.tracking.lineage import flatten, stage_tags
-from pipeline.tracking.logger import run_logger
 from pipeline.tracking.store import repo_root
 from pipeline.transfer.prefix_cache import PrefixCache
 from pipeline.transfer.source import SourceModel
-from pipeline.transfer.train import train_arm
+from pipeline.transfer.train import train_arms
 from pipeline.tuning.display import describe_study, quiet_optuna, short_overrides, watched
 from pipeline.tuning.objective import trial_objective
 from pipeline.tuning.report import best_trial_summary, write_disabled, write_study
@@ -45,6 +43,8 @@ JOURNAL = "optuna-journal.log"
 # tune keys that do not change what a trial computes (budget, storage, naming)
 NOT_HASHED = {"n_trials", "timeout", "storage", "max_failures", "heartbeat_interval"}
 NOT_HASHED |= {"grace_period", "study_name", "enabled"}
+# trainer keys that change how trials run, not their results (ensembles: float tolerance)
+TRAINER_HOW = {"enable_progress_bar", "ensembles"}
 UNSEARCHED = {"run", "seeds", "epochs", "baseline"}  # transfer keys trials do not read
 
 
@@ -79,7 +79,7 @@ def make_study(cfg: DictConfig, params: list[Param], weights_id: str, target_sha
         "tune": {k: v for k, v in tune.items() if k not in NOT_HASHED},
         "transfer": {k: v for k, v in transfer.items() if k not in skip},
         "model": OmegaConf.to_container(cfg.model, resolve=True),
-        "trainer": {k: v for k, v in trainer.items() if k != "enable_progress_bar"},
+        "trainer": {k: v for k, v in trainer.items() if k not in TRAINER_HOW},
     }
     if setting.transductive(cfg):  # the inductive identity (and study name) stays as it was
         identity["setting"] = OmegaConf.to_container(cfg.setting, resolve=True)
@@ -98,6 +98,10 @@ def run(cfg: DictConfig) -> dict:
     if not cfg.tune.enabled:  # transfer then uses the conf values as they are
         with stage_output(paths.tune) as out:
             return write_disabled(out)
+    import mlflow  # MLflow and Lightning load only when a study runs (start-up)
+
+    from pipeline.tracking.logger import run_logger
+
     groups = build.num_groups(factory := build.model_factory(cfg))
     params = validate(cfg, groups)
     task = setting.target_task(cfg, paths)  # transductive: no target label in it
@@ -111,14 +115,9 @@ def run(cfg: DictConfig) -> dict:
         "graftlab.source_model_id": source.ids["model_id"],
         "optuna.study": study.study_name,
     }
-    train = partial(
-        train_arm,
-        task=task,
-        factory=factory,
-        source=source,
-        trainer_kwargs=build.trainer_kwargs(cfg, progress_bar=False),
-        cache=PrefixCache(),
-    )
+    fit_kwargs = {"trainer_kwargs": build.trainer_kwargs(cfg, False), "cache": PrefixCache()}
+    fit_kwargs["vectorise"] = build.ensembles(cfg)  # the seeds of a trial as one ensemble
+    train = partial(train_arms, task=task, factory=factory, source=source, **fit_kwargs)
     logger_for = partial(
         run_logger, uri, cfg.tracking.experiment, buffered=True, flush_on_finalize=False
     )

@@ -39,6 +39,15 @@ TINY = [
 ]
 
 
+# scratch's learning rates and weight decay at 1e6: its weights grow 1e12-fold a step and the loss
+# overflows in the first epochs (a diverging run)
+DIVERGING_SCRATCH = (
+    "transfer.arms.scratch.head_lr=1e6",
+    "transfer.arms.scratch.backbone_lr=1e6",
+    "transfer.arms.scratch.weight_decay=1e6",
+)
+
+
 def compose(*overrides: str, tiny: bool = True) -> DictConfig:
     """The real conf/ composed like DVC does, with the tiny overrides and then ``overrides``."""
     return OmegaConf.create(compose_conf([*(TINY if tiny else []), *overrides]))

@@ -226,16 +226,19 @@ def test_models_and_artifacts_land_in_the_repository_store_not_in_cwd(workspace)
         assert run.data.tags["graftlab.stage"] == "transfer"  # children carry the stage tags
 
 
-@pytest.mark.parametrize("threads", ["0", "-2", "many"])
-def test_bad_thread_count_is_named_before_anything_runs(workspace, threads, capsys):
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("threads", "0"), ("threads", "-2"), ("threads", "many"), ("ensembles", "maybe")],
+)
+def test_bad_trainer_value_of_ours_is_named_before_anything_runs(workspace, key, value, capsys):
     from stages._shell import run_stage
 
     ran = []
     with pytest.raises(SystemExit) as exit_info:
-        run_stage("transfer", ran.append, [f"trainer.threads={threads}"])
+        run_stage("transfer", ran.append, [f"trainer.{key}={value}"])
     assert exit_info.value.code == 2 and ran == []
     err = capsys.readouterr().err
-    assert "trainer.threads=" in err and "is not allowed" in err and threads in err
+    assert f"trainer.{key}=" in err and "is not allowed" in err and value in err
 
 
 def test_an_arm_that_is_the_same_model_as_another_is_trained_once(workspace):

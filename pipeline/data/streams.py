@@ -99,3 +99,42 @@ class StepBatches:
     def __iter__(self) -> Iterator[dict[str, Batch]]:
         for batch in self.streams[self.driver]:
             yield {self.driver: batch, **{n: next(it) for n, it in self._cycling.items()}}
+
+
+class StackedBatches:
+    """The step batches of several ensemble members, stacked member-wise.
+
+    Each member keeps its own :class:`StepBatches` (its own data, seeds and so batch order), so
+    member i sees exactly the batches it would see trained alone; step j yields ``{name: (x, y)}``
+    with ``x`` of shape ``(B, S, ...)`` and ``y`` ``(B, S)`` (None when unlabelled), member i's
+    batch at ``[:, i]``.
+
+    Args:
+        members: One :class:`StepBatches` per member, all with the same number of steps and the
+            same batch shapes (same stream sizes and batch size).
+    """
+
+    def __init__(self, members: list[StepBatches]) -> None:
+        lengths = {len(m) for m in members}
+        if len(lengths) != 1:
+            raise ValueError(f"members have different numbers of steps per epoch: {lengths}")
+        self.members = members
+
+    def __len__(self) -> int:
+        return len(self.members[0])
+
+    def __iter__(self) -> Iterator[dict[str, Batch]]:
+        if len(self.members) == 1:  # a view, no copy
+            for batch in self.members[0]:
+                yield {
+                    n: (x.unsqueeze(1), None if y is None else y.unsqueeze(1))
+                    for n, (x, y) in batch.items()
+                }
+            return
+        for parts in zip(*self.members, strict=True):
+            yield {n: _stack([p[n] for p in parts]) for n in parts[0]}
+
+
+def _stack(batches: list[Batch]) -> Batch:
+    x = torch.stack([b[0] for b in batches], 1)
+    return x, None if batches[0][1] is None else torch.stack([b[1] for b in batches], 1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -45,12 +46,20 @@ class Objective(nn.Module):
     :meth:`setup` (called once with the initialised network, before training: build what depends
     on it there) and :meth:`param_groups` (the term's own trainable parameters).
 
+    In an ensemble (:func:`pipeline.transfer.fit.fit_ensemble`) every member has its own
+    instance and its own :class:`StepOutputs`, so a term is always written for one network. A term
+    that draws random numbers from torch's global generator would, inside an ensemble, draw from
+    one stream shared by all members (not the sequence it draws when its member trains alone):
+    such a term sets :attr:`unvectorised` to the reason, and its arm trains one seed at a time.
+
     Args:
         weight: Multiplies the term in the total loss.
     """
 
     reads: tuple[str, ...] = ()
     labels: tuple[str, ...] = ()
+    #: Why this term cannot train inside an ensemble (logged); empty when it can.
+    unvectorised: ClassVar[str] = ""
 
     def __init__(self, weight: float = 1.0) -> None:
         super().__init__()

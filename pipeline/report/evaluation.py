@@ -105,10 +105,8 @@ def add_large_validation(ev: Evaluation, arm_for: ArmFor, full: Accuracy) -> Non
     ev.large_validation = {}
     for name in (ev.primary, ev.baseline):
         stats = ev.arms[name]
-        diffs = [
-            full(arm_for[name](s), ev.labels_per_class) - a
-            for s, a in zip(stats.seeds, stats.acc.values, strict=True)
-        ]
+        accs = full([arm_for[name](s) for s in stats.seeds], ev.labels_per_class)
+        diffs = [f - a for f, a in zip(accs, stats.acc.values, strict=True)]
         ev.large_validation[name] = Interval.of(diffs, ev.confidence)
 
 

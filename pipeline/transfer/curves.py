@@ -1,8 +1,11 @@
 """The curves behind the report: freeze depth (Yosinski et al.) and label efficiency.
 
 Both train extra models seeded like the transfer stage's arms, with per-seed values kept so every
-point carries an interval over the same paired seeds. How a point is trained and scored is the
-caller's ``accuracy(arm, labels_per_class) -> float`` (test accuracy in the evaluate stage).
+point carries an interval over the same paired seeds. How they are trained and scored is the
+caller's ``accuracy(arms, labels_per_class) -> accuracies`` (test accuracy in the evaluate stage).
+Each call hands over every arm trained at one label budget, so the caller can train them as
+ensembles (:class:`pipeline.transfer.train.TrainedAccuracy`): all seeds of a point at once, and
+the points of the freeze-depth curve that share a frozen depth together.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from pipeline.metrics.intervals import Interval
 from pipeline.transfer.arms import Arm
 
 ArmForSeed = Callable[[int], Arm]
-Accuracy = Callable[[Arm, int], float]
+Accuracy = Callable[[Sequence[Arm], int], list[float]]
 
 
 @dataclass(frozen=True)
@@ -63,17 +66,17 @@ def freeze_depth_curve(
     Yosinski, Clune, Bengio & Lipson, "How transferable are features in deep neural networks?",
     NeurIPS 2014. At k = 0, AnB and AnB+ are ``base`` from a random init.
     """
-
-    def series(init: Callable[[int], int], freeze: Callable[[int], int], k: int) -> tuple:
-        return tuple(accuracy(variant(base(s), init(k), freeze(k)), labels) for s in seeds)
-
-    rows = []
-    for k in range(groups + 1):
-        anb = series(lambda k: k, lambda k: k, k)
-        anb_plus = anb if k == 0 else series(lambda k: k, lambda k: 0, k)
-        freeze = series(lambda k: groups, lambda k: k, k)
-        rows.append(DepthPoint(k, anb, anb_plus, freeze))
-    return rows
+    seeds = list(seeds)
+    # (copied, frozen) groups of every point; a model on two series (AnB and AnB+ at k = 0,
+    # AnB+ at k = G and freeze at k = 0, ...) is asked for once
+    anb = [(k, k) for k in range(groups + 1)]
+    anb_plus = [(k, 0) for k in range(groups + 1)]
+    freeze = [(groups, k) for k in range(groups + 1)]
+    points = list(dict.fromkeys(anb + anb_plus + freeze))
+    acc = accuracy([variant(base(s), c, f) for c, f in points for s in seeds], labels)
+    n = len(seeds)
+    of = {p: tuple(acc[i * n : (i + 1) * n]) for i, p in enumerate(points)}
+    return [DepthPoint(k, of[anb[k]], of[anb_plus[k]], of[freeze[k]]) for k in range(groups + 1)]
 
 
 def label_curve(
@@ -85,15 +88,10 @@ def label_curve(
     accuracy: Accuracy,
 ) -> list[LabelPoint]:
     """Transfer and scratch accuracy at each label budget (capped at the smallest class)."""
-    rows = []
+    rows, seeds = [], list(seeds)
     for n in sorted({min(int(b), smallest_class) for b in budgets}):
-        rows.append(
-            LabelPoint(
-                n,
-                tuple(accuracy(transfer(s), n) for s in seeds),
-                tuple(accuracy(scratch(s), n) for s in seeds),
-            )
-        )
+        acc = accuracy([transfer(s) for s in seeds] + [scratch(s) for s in seeds], n)
+        rows.append(LabelPoint(n, tuple(acc[: len(seeds)]), tuple(acc[len(seeds) :])))
     return rows
 
 

@@ -6,26 +6,30 @@ target, labelled source, unlabelled target), the loop draws one on-device batch 
 
 from __future__ import annotations
 
-import math
+import logging
 import tempfile
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import lightning.pytorch as L
 import torch
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
-from pipeline.data.streams import StepBatches, Stream, stream_seed
+from pipeline.data.streams import StackedBatches, StepBatches, Stream, stream_seed
 from pipeline.errors import ConfigError, TrainingError
 from pipeline.models.grouped import GroupedNet
 from pipeline.objectives import Objective
 from pipeline.objectives.cross_entropy import CrossEntropy
-from pipeline.transfer.module import TransferModule
 from pipeline.transfer.prefix_cache import PrefixCache
 from pipeline.transfer.settings import FitSettings
+from pipeline.transfer.widen import WidenError, check_wide, link, unlink, widen
+
+if TYPE_CHECKING:  # Lightning loads at the first fit: stages that do not train never pay for it
+    from lightning.pytorch.callbacks import Callback
+
+log = logging.getLogger(__name__)
 
 Tensors = tuple[torch.Tensor, torch.Tensor | None]
 
@@ -41,7 +45,7 @@ class FitResult:
             and any other ``val/*`` metric a callback logged (unsupervised validators).
         best_epoch: Epoch (0-based) kept.
         best_val_acc: Validation accuracy at that epoch.
-        seconds: Wall time of the whole fit.
+        seconds: Wall time of the whole fit (an ensemble member's share of the ensemble's).
         cached_prefix: Whether training ran on cached frozen-prefix activations.
     """
 
@@ -53,46 +57,41 @@ class FitResult:
     cached_prefix: bool = False
 
 
-class BestWeights(Callback):
-    """Keeps an in-memory copy of the weights of the epoch with the best validation accuracy.
-
-    Hand-written because ``ModelCheckpoint`` must write a file per improvement; for the many
-    small target runs that cost more than an epoch of training. Stages that need a checkpoint file
-    (pretrain) pass ``checkpoint_dir`` to :func:`fit` and get ``ModelCheckpoint``.
-    """
-
-    def __init__(self, monitor: str | None = "val/acc") -> None:
-        self.monitor, self.best, self.state = monitor, -math.inf, None
-
-    def on_validation_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        # monitor None: fixed-length training keeps the last epoch
-        value = math.inf if self.monitor is None else float(trainer.callback_metrics[self.monitor])
-        if value > self.best or self.monitor is None:
-            self.best = value
-            self.state = {k: v.detach().clone() for k, v in module.state_dict().items()}
-
-
-class EpochHistory(Callback):
-    """Collects the epoch-level metrics and the elapsed wall time after every epoch."""
-
-    def __init__(self) -> None:
-        self.rows: list[dict] = []
-        self.t0 = time.perf_counter()
-
-    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        row = {"epoch": trainer.current_epoch, "seconds": time.perf_counter() - self.t0}
-        row.update(module.train_epoch_metrics())
-        row.update(module.val_metrics)
-        # scores that callbacks logged (unsupervised validators: val/im, val/snd, ...)
-        row.update({k: float(v) for k, v in trainer.callback_metrics.items() if k not in row})
-        self.rows.append(row)
-
-
 def device_of(accelerator: str) -> torch.device:
     """The torch device Lightning will use for ``accelerator`` (single device)."""
     if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
         return torch.device("cuda")
     return torch.device("cpu")
+
+
+@dataclass
+class Member:
+    """One network of an ensemble fit and what only it sees.
+
+    Attributes:
+        model: The network to train in place (already initialised).
+        train: Its training streams by name (``target``, ``source``, ``unlabelled``), each (x, y)
+            with y None when unlabelled; a single (x, y) is the labelled ``target`` stream.
+        settings: Its settings (its seed orders its batches).
+        objectives: Its loss terms by name (fresh instances); default cross-entropy on target.
+        logger: A Lightning logger receiving its per-epoch metrics, or False.
+        cache_keys: Prefix-cache key per stream name and ``"val"``, each identifying the frozen
+            weights and the data (equal keys share one computation); None: no memoisation.
+        val: Its own (x, y) validation split (say, its seed's validation budget); None: the one
+            :func:`fit_ensemble` is given.
+        rng_state: torch's CPU generator state right after its model was initialised: restored
+            before its objectives build their parameters (a discriminator's init), so they draw
+            what they would draw alone. None: the generator as it is.
+    """
+
+    model: GroupedNet
+    train: Tensors | Mapping[str, Tensors]
+    settings: FitSettings
+    objectives: Mapping[str, Objective] | None = None
+    logger: object = False
+    cache_keys: Mapping[str, Hashable] | None = None
+    val: Tensors | None = None
+    rng_state: torch.Tensor | None = field(default=None, repr=False)
 
 
 def fit(
@@ -138,40 +137,125 @@ def fit(
         ConfigError: An objective reads a stream that was not given, or needs labels it lacks.
     """
     streams = dict(train) if isinstance(train, Mapping) else {"target": train}
-    objectives = dict(objectives or {"ce": CrossEntropy()})
-    driver = _check_streams(objectives, streams)
+    keys = None if cache_key is None else {n: (cache_key, n) for n in [*streams, "val"]}
+    member = Member(model, streams, settings, objectives, cache_keys=keys)
+    return fit_ensemble(
+        [member],
+        val,
+        trainer_kwargs=trainer_kwargs,
+        logger=logger,
+        callbacks=callbacks,
+        cache=cache,
+        prefix_caching=prefix_caching,
+        checkpoint_dir=checkpoint_dir,
+    )[0]
+
+
+def fit_ensemble(
+    members: Sequence[Member],
+    val: Tensors | None = None,
+    *,
+    trainer_kwargs: dict | None = None,
+    logger: object = False,
+    callbacks: Sequence[Callback] = (),
+    cache: PrefixCache | None = None,
+    prefix_caching: bool = True,
+    checkpoint_dir: Path | None = None,
+    vectorise: bool = True,
+) -> list[FitResult]:
+    """Train several networks of one architecture together, each as :func:`fit` would alone.
+
+    One Lightning Trainer and one loop for all members: every step draws each member's own
+    batches (its data, its seed), runs all members at once as one wide network (grouped
+    convolutions, :mod:`pipeline.transfer.widen`) and sums their losses, whose gradients are each
+    member's own; one optimiser holds every member's parameter groups (per-member learning
+    rates). Each member keeps its own BatchNorm statistics, objectives, best epoch and logger.
+    A network that cannot be widened (see :class:`~pipeline.transfer.widen.WidenError`) runs
+    member by member inside the same loop.
+
+    Args:
+        members: The networks and what each trains on; they must agree on the architecture, the
+            stream and validation sizes, the objectives' kinds, and every setting but the seed
+            and the learning rates and weight decay (see :func:`ensemble_key`).
+        val: (x, y) validation tensors of the members that bring none of their own.
+        trainer_kwargs: Extra ``lightning.pytorch.Trainer`` arguments (accelerator, precision...).
+        logger: A Lightning logger for the whole fit (gets the first member's metrics, as the
+            first of a loop over the members would) or False.
+        callbacks: Extra callbacks; ``val/acc`` in ``trainer.callback_metrics`` is the first
+            member's (what a pruner saw when the first seed reported), ``module.member_metrics``
+            has each member's. Several members train together
+            only when they keep the best ``val/acc`` or the last epoch (``settings.monitor``):
+            validators that log their own metric score one network.
+        cache: Prefix cache; None computes the prefixes for this fit only.
+        prefix_caching: False always runs the whole network (for benchmarks and checks).
+        checkpoint_dir: Write the best epoch's Lightning checkpoint (``best.ckpt``) there (one
+            member only).
+        vectorise: False runs the members one after another inside the loop (for checks).
+
+    Returns:
+        One :class:`FitResult` per member, in order; ``seconds`` are each member's share of the
+        wall time.
+
+    Raises:
+        ConfigError: An objective reads a stream that was not given, or needs labels it lacks.
+        ValueError: The members cannot share one loop (see ``members``).
+    """
+    import lightning.pytorch as L
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from pipeline.transfer.module import BestWeights, EpochHistory, TransferModule
+
+    if checkpoint_dir is not None and len(members) > 1:
+        raise ValueError("checkpoint_dir is for a single network")
+    keys = {ensemble_key(m) for m in members}
+    if len(keys) > 1:
+        raise ValueError(f"members cannot share one training loop: {sorted(map(str, keys))}")
+    settings = members[0].settings
+    streams = [
+        dict(m.train) if isinstance(m.train, Mapping) else {"target": m.train} for m in members
+    ]
+    objectives = [dict(m.objectives or {"ce": CrossEntropy()}) for m in members]
+    driver = _check_streams(objectives[0], streams[0])
     kwargs = {"accelerator": "cpu", "devices": 1, **(trainer_kwargs or {})}
     device = device_of(kwargs["accelerator"])
-    model.to(device)
+    models = [m.model.to(device) for m in members]
     k = settings.freeze_groups
     use_cache = prefix_caching and k > 0 and settings.augment is None
-    cache = cache or PrefixCache()
-    read = {name for o in objectives.values() for name in o.reads}
-    streams = {n: _to(t, device) for n, t in streams.items() if n in read}
-    xv, yv = _to(val, device)
+    read = {name for o in objectives[0].values() for name in o.reads}
+    streams = [{n: _to(t, device) for n, t in s.items() if n in read} for s in streams]
+    vals = [_to(m.val if m.val is not None else val, device) for m in members]
+    xvs = [x for x, _ in vals]
     if use_cache:
-        key = (lambda split: (cache_key, split)) if cache_key else (lambda split: None)
-        streams = {n: (cache.get(model, x, k, key(n)), y) for n, (x, y) in streams.items()}
-        xv = cache.get(model, xv, k, key("val"))
-    for objective in objectives.values():
-        objective.setup(model)
-    module = TransferModule(model, objectives, settings, start=k if use_cache else 0, driver=driver)
-    train_batches = StepBatches(
-        {
-            n: Stream(
-                x,
-                y,
-                settings.batch_size,
-                shuffle=True,
-                seed=settings.seed if n == driver else stream_seed(settings.seed, n),
-                augment=settings.augment,
-            )
-            for n, (x, y) in streams.items()
-        },
-        driver,
+        cache = cache or PrefixCache()
+        for i, m in enumerate(members):
+            key = (lambda n, m=m: None) if m.cache_keys is None else m.cache_keys.get
+            streams[i] = {
+                n: (cache.get(models[i], x, k, key(n)), y) for n, (x, y) in streams[i].items()
+            }
+            xvs[i] = cache.get(models[i], xvs[i], k, key("val"))
+    for member, model, terms in zip(members, models, objectives, strict=True):
+        if member.rng_state is not None:
+            torch.random.set_rng_state(member.rng_state)
+        for objective in terms.values():
+            objective.setup(model)
+    wide = _widen(models, vals[0][0][:4]) if vectorise and len(models) > 1 else None
+    member_loggers = [m.logger for m in members]
+    if len(members) == 1 and member_loggers[0] and not logger:
+        # one network: its logger is the loop's, as in a plain fit, so what callbacks log
+        # themselves (validators' val/im, ...) reaches its run too; Lightning finalizes it
+        logger, member_loggers = member_loggers[0], [False]
+    module = TransferModule(
+        models,
+        objectives,
+        [m.settings for m in members],
+        start=k if use_cache else 0,
+        driver=driver,
+        wide=wide,
+        member_loggers=member_loggers,
     )
-    val_batches = Stream(xv, yv, 1024)
-    history = EpochHistory()
+    train_batches = _train_batches(members, streams, driver)
+    val_batches = _val_batches(xvs, [y for _, y in vals], wide is not None)
+    history = EpochHistory(len(members))
     with tempfile.TemporaryDirectory(prefix="graftlab-fit-") as tmp:
         if checkpoint_dir is not None:
             best = ModelCheckpoint(
@@ -182,7 +266,7 @@ def fit(
                 save_weights_only=True,
             )
         else:
-            best = BestWeights(settings.monitor)
+            best = BestWeights([m.settings.monitor for m in members])
         trainer = L.Trainer(
             max_epochs=settings.epochs,
             logger=logger,
@@ -196,34 +280,149 @@ def fit(
             **kwargs,
         )
         t0 = time.perf_counter()
-        with warnings.catch_warnings():
-            # frozen groups are in eval mode on purpose (frozen BatchNorm statistics)
-            warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
-            trainer.fit(module, train_batches, val_batches)
-        seconds = time.perf_counter() - t0
+        status = "failed"
+        try:
+            with warnings.catch_warnings():
+                # frozen groups are in eval mode on purpose (frozen BatchNorm statistics)
+                warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
+                trainer.fit(module, train_batches, val_batches)
+            status = "success"
+        finally:
+            if wide is not None:
+                unlink(wide)
+            for member_logger in member_loggers:
+                if member_logger:
+                    member_logger.finalize(status)
+        seconds = (time.perf_counter() - t0) / len(members)
     if isinstance(best, BestWeights):
-        state = best.state
+        states = best.state
     elif best.best_model_path:
         state = torch.load(best.best_model_path, map_location=device, weights_only=True)
-        state = state["state_dict"]
+        module.load_state_dict(state["state_dict"])
+        states = [models[0].state_dict()]
     else:
-        state = None
+        states = [None]
+    return [
+        _result(model, state, rows, seconds, use_cache, m.settings.monitor)
+        for m, model, state, rows in zip(members, models, states, history.rows, strict=True)
+    ]
+
+
+def _train_batches(
+    members: Sequence[Member], streams: list[dict[str, Tensors]], driver: str
+) -> StackedBatches:
+    """Every member's own seeded streams (its batch order: the same as alone), stacked."""
+    per_member = []
+    for member, own in zip(members, streams, strict=True):
+        s = member.settings
+        per_member.append(
+            StepBatches(
+                {
+                    n: Stream(
+                        x,
+                        y,
+                        s.batch_size,
+                        shuffle=True,
+                        seed=s.seed if n == driver else stream_seed(s.seed, n),
+                        augment=s.augment,
+                    )
+                    for n, (x, y) in own.items()
+                },
+                driver,
+            )
+        )
+    return StackedBatches(per_member)
+
+
+def _val_batches(xvs: list[torch.Tensor], ys: list[torch.Tensor], wide: bool) -> Stream:
+    """Validation inputs ``(N, S, ...)`` and labels ``(N, S)``: one split seen by every member
+    (a view) or each member's own split (or prefix activations), stacked."""
+    # an ensemble's activations are S times wider: smaller validation batches keep them in cache
+    # (a 200-image pass of 10 members ran 2x faster in batches of 50 than in one)
+    return Stream(_stack(xvs), _stack(ys), max(16, 512 // len(xvs)) if wide else 1024)
+
+
+def _stack(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """Per-member tensors stacked at dim 1; one tensor shared by all as an expanded view."""
+    first = tensors[0]
+    if all(t is first for t in tensors):
+        return first.unsqueeze(1).expand(-1, len(tensors), *first.shape[1:])
+    return torch.stack(tensors, 1)
+
+
+def _result(
+    model: GroupedNet,
+    state: dict | None,
+    rows: list[dict],
+    seconds: float,
+    cached: bool,
+    monitor: str | None,
+) -> FitResult:
+    """Load the kept epoch's weights into ``model`` and describe its fit."""
     if state is None:
         raise TrainingError("training finished without a single validated epoch")
-    module.load_state_dict(state)
+    model.load_state_dict(state)
     model.eval()
-    monitor, last = settings.monitor, len(history.rows) - 1
-    best_epoch = (
-        last if monitor is None else max(range(last + 1), key=lambda i: history.rows[i][monitor])
-    )
+    last = len(rows) - 1
+    best_epoch = last if monitor is None else max(range(last + 1), key=lambda e: rows[e][monitor])
     return FitResult(
         model=model,
-        history=history.rows,
+        history=rows,
         best_epoch=best_epoch,
-        best_val_acc=history.rows[best_epoch]["val/acc"],
+        best_val_acc=rows[best_epoch]["val/acc"],
         seconds=seconds,
-        cached_prefix=use_cache,
+        cached_prefix=cached,
     )
+
+
+# settings each member of an ensemble may set for itself (they become its optimiser groups)
+PER_MEMBER = {"seed", "head_lr", "backbone_lr", "lr_decay", "weight_decay", "section"}
+
+
+def ensemble_key(member: Member) -> tuple:
+    """What members must share to train in one loop: architecture, stream and validation sizes,
+    objectives (kinds and hyper-parameters) and every setting but seed, learning rates and
+    weight decay."""
+    streams = member.train if isinstance(member.train, Mapping) else {"target": member.train}
+    shapes = tuple((k, tuple(v.shape)) for k, v in member.model.state_dict().items())
+    terms = member.objectives or {"ce": CrossEntropy()}
+    settings = member.settings.as_dict()
+    return (
+        type(member.model).__name__,
+        hash(shapes),
+        tuple(sorted((n, tuple(x.shape), y is None) for n, (x, y) in streams.items())),
+        None if member.val is None else tuple(member.val[0].shape),
+        tuple(sorted((n, signature(o)) for n, o in terms.items())),
+        tuple(sorted((k, str(v)) for k, v in settings.items() if k not in PER_MEMBER)),
+    )
+
+
+def signature(objective: Objective) -> str:
+    """An objective's kind and plain hyper-parameters (what an ensemble's members must share:
+    each member has its own instance, but one loop calls them all the same way)."""
+    plain = {
+        k: v
+        for k, v in sorted(vars(objective).items())
+        if not k.startswith("_") and isinstance(v, int | float | str | bool | tuple | type(None))
+    }
+    return f"{type(objective).__module__}.{type(objective).__qualname__}{plain}"
+
+
+def _widen(models: Sequence[GroupedNet], sample: torch.Tensor) -> GroupedNet | None:
+    """The members as one wide network, checked on ``sample``; None (logged) when impossible."""
+    wide = None
+    try:
+        wide = widen(models)
+        link(wide)
+        check_wide(wide, models, sample)
+    except WidenError as err:
+        if wide is not None:
+            unlink(wide)
+        log.info(
+            "ensemble of %d: %s; its members run one after another in one loop", len(models), err
+        )
+        return None
+    return wide
 
 
 def _to(tensors: Tensors, device: torch.device) -> Tensors:

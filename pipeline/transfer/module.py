@@ -1,12 +1,17 @@
-"""The LightningModule that trains a :class:`GroupedNet` on a sum of objectives."""
+"""The LightningModule that trains one network, or an ensemble of them, on a sum of objectives,
+and the callbacks that keep each member's history and best weights."""
 
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Sequence
+from itertools import chain
 
 import lightning.pytorch as L
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.callbacks import Callback
 from torch import nn
 
 from pipeline.errors import TrainingError
@@ -14,141 +19,287 @@ from pipeline.models.grouped import GroupedNet
 from pipeline.objectives import Objective, StepOutputs
 from pipeline.transfer.freezing import freeze, keep_frozen_eval
 from pipeline.transfer.settings import FitSettings
+from pipeline.transfer.widen import link, to_wide
+
+Batch = dict[str, tuple[torch.Tensor, torch.Tensor | None]]
 
 
 class TransferModule(L.LightningModule):
-    """Trains ``model`` on the sum of ``objectives``, its first ``freeze_groups`` groups frozen.
+    """Trains S members (one network, or paired seeds of one arm) on their sums of objectives,
+    their first ``freeze_groups`` groups frozen.
 
-    Each step receives one batch per stream (``{name: (x, y)}``), runs them through the network
-    as one batch and hands every objective the per-stream features and logits
-    (:class:`pipeline.objectives.StepOutputs`).
+    Each step receives one batch per stream stacked over members (``{name: (x, y)}``, ``x`` of
+    shape ``(B, S, ...)``, member i's batch at ``[:, i]``). All streams of a member go through
+    its network as one batch; all members go through ``wide`` (see
+    :mod:`pipeline.transfer.widen`) in one pass when given, else one after another. Every
+    objective then gets its own member's per-stream features and logits
+    (:class:`pipeline.objectives.StepOutputs`), so objectives are written for one network.
+    The loss is the sum over members, whose gradients are each member's own.
+
+    Metrics are kept per member (``member_metrics``, read once per epoch with one host sync) and
+    logged to each member's logger; the Trainer's loggers and ``val/acc`` (what callbacks such as
+    pruning monitor) get the first member's, as when the members train one by one and the first
+    one reports: turning ensembles on or off does not change what a study prunes on.
 
     Args:
-        model: The network; frozen groups keep their BatchNorm statistics.
-        objectives: Loss terms by name (their weights multiply them in the sum).
-        settings: Optimisation settings.
+        members: The networks (same architecture); frozen groups keep their BatchNorm statistics.
+        objectives: Each member's loss terms by name.
+        settings: Each member's settings (they may differ in learning rates and weight decay
+            only; the first member's optimiser, schedule and epochs are used).
         start: Index of the first group the inputs go through. 0 for raw inputs; k when the inputs
             are cached activations of the frozen prefix (see :mod:`pipeline.transfer.prefix_cache`).
         driver: The labelled stream that train accuracy is measured on.
+        wide: The members as one wide network, or None to run them one after another.
+        member_loggers: One Lightning logger (or False) per member.
     """
 
     def __init__(
         self,
-        model: GroupedNet,
-        objectives: dict[str, Objective],
-        settings: FitSettings,
+        members: Sequence[GroupedNet],
+        objectives: Sequence[dict[str, Objective]],
+        settings: Sequence[FitSettings],
         start: int = 0,
         driver: str = "target",
+        wide: GroupedNet | None = None,
+        member_loggers: Sequence[object] = (),
     ) -> None:
         super().__init__()
-        self.model, self.settings, self.start, self.driver = model, settings, start, driver
-        self.objectives = nn.ModuleDict(objectives)
-        self.frozen = settings.freeze_groups
-        freeze(model, self.frozen)
-        self._sums = torch.zeros(3)
-        self.val_metrics: dict[str, float] = {}
+        self.members = list(members)
+        terms = [nn.ModuleDict(o) for o in objectives]
+        self.member_objectives = terms
+        # one network keeps the checkpoint keys of a plain model ("model.groups.0...")
+        self.model = members[0] if len(members) == 1 else nn.ModuleList(members)
+        self.objectives = terms[0] if len(terms) == 1 else nn.ModuleList(terms)
+        self.wide = wide
+        self.settings, self.start, self.driver = list(settings), start, driver
+        self.member_loggers = list(member_loggers) or [False] * len(self.members)
+        self.frozen = self.settings[0].freeze_groups
+        for member in self.members:
+            freeze(member, self.frozen)
+        if wide is not None:
+            keep_frozen_eval(wide, self.frozen)
+        s = len(self.members)
+        self._sums = torch.zeros(s, 3)
+        self._val_sums = torch.zeros(s, 3)
+        self.member_metrics: list[dict[str, float]] = []
+
+    def on_fit_start(self) -> None:
+        # Lightning may have moved or cast the members (device, "bf16-true"), which gives them
+        # new BatchNorm buffers: make them views of the wide network's again
+        if self.wide is not None:
+            link(self.wide)
 
     def train(self, mode: bool = True) -> TransferModule:
         # Lightning calls .train() on the whole module at every epoch; frozen groups must stay in
         # eval mode or their BatchNorm running statistics would drift to the target data.
-        super().train(mode)
+        if self.wide is None:
+            super().train(mode)
+            nets = self.members
+        else:
+            # the wide network computes for the members, so only its modes matter: skipping the
+            # members' hundreds of modules saves ~1.5 ms an epoch for 10 members
+            self.training = mode
+            for child in (self.objectives, self.wide):
+                child.train(mode)
+            nets = [self.wide]
         if mode:
-            keep_frozen_eval(self.model, self.frozen)
+            for net in nets:
+                keep_frozen_eval(net, self.frozen)
         return self
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x, start=self.start)
+    def transfer_batch_to_device(self, batch: object, device: torch.device, _: int) -> object:
+        # the streams already live on the training device (pipeline.data.streams): Lightning's
+        # generic walk over every batch to move it cost ~0.25 ms a step
+        return batch
 
-    def outputs(self, batch: dict[str, tuple[torch.Tensor, torch.Tensor | None]]) -> StepOutputs:
-        """The network's features and logits on every stream of ``batch``, in one pass."""
-        names = list(batch)
-        xs = [batch[n][0] for n in names]
-        x = xs[0] if len(xs) == 1 else torch.cat(xs)
-        feats = self.model.forward_features(x, self.start)
-        logits = self.model.head(feats)
-        sizes = [len(v) for v in xs]
-        split = (lambda t: [t]) if len(xs) == 1 else (lambda t: t.split(sizes))
-        progress = self.current_epoch / max(1, self.settings.epochs)
-        return StepOutputs(
-            x=dict(zip(names, xs, strict=True)),
-            y={n: batch[n][1] for n in names},
-            features=dict(zip(names, split(feats), strict=True)),
-            logits=dict(zip(names, split(logits), strict=True)),
-            model=self.model,
-            progress=progress,
-        )
+    def forward_members(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features ``(B, S, D)`` and logits ``(B, S, K)`` of every member on its ``x[:, i]``."""
+        b, s = x.shape[:2]
+        if self.wide is not None:
+            feats = self.wide.forward_features(to_wide(x), self.start)
+            return feats.view(b, s, -1), self.wide.head(feats).view(b, s, -1)
+        feats = [m.forward_features(x[:, i], self.start) for i, m in enumerate(self.members)]
+        logits = [m.head(f) for m, f in zip(self.members, feats, strict=True)]
+        if s == 1:
+            return feats[0].unsqueeze(1), logits[0].unsqueeze(1)
+        return torch.stack(feats, 1), torch.stack(logits, 1)
 
     def on_train_epoch_start(self) -> None:
-        self._sums = torch.zeros(3, device=self.device)  # loss * n, correct, n
+        self._sums = torch.zeros(len(self.members), 3, device=self.device)  # loss * n, correct, n
 
-    def training_step(self, batch: dict, _: int) -> torch.Tensor:
-        step = self.outputs(batch)
-        loss = None
-        for objective in self.objectives.values():
-            term = objective(step)
-            if objective.weight != 1.0:
-                term = objective.weight * term
-            loss = term if loss is None else loss + term
+    def training_step(self, batch: Batch, _: int) -> torch.Tensor:
+        names = list(batch)
+        xs = [batch[n][0] for n in names]
+        sizes = [len(v) for v in xs]
+        feats, logits = self.forward_members(xs[0] if len(xs) == 1 else torch.cat(xs))
+        split = (lambda t: [t]) if len(xs) == 1 else (lambda t: t.split(sizes))
+        feats, logits = split(feats), split(logits)
+        progress = self.current_epoch / max(1, self.settings[0].epochs)
+        losses = []
+        for i, (member, terms) in enumerate(zip(self.members, self.member_objectives, strict=True)):
+            step = StepOutputs(
+                x={n: x[:, i] for n, x in zip(names, xs, strict=True)},
+                y={n: None if batch[n][1] is None else batch[n][1][:, i] for n in names},
+                features={n: f[:, i] for n, f in zip(names, feats, strict=True)},
+                logits={n: g[:, i] for n, g in zip(names, logits, strict=True)},
+                model=member,
+                progress=progress,
+            )
+            loss = None
+            for objective in terms.values():
+                term = objective(step)
+                if objective.weight != 1.0:
+                    term = objective.weight * term
+                loss = term if loss is None else loss + term
+            losses.append(loss)
+        loss = losses[0] if len(losses) == 1 else torch.stack(losses)
         # Epoch sums stay on the device and are read once per epoch: a self.log() per step
         # cost more than the forward pass of a small batch (measured in bench_throughput.py).
         with torch.no_grad():
-            logits, y = step.logits[self.driver], step.y[self.driver]
-            correct = (logits.argmax(dim=1) == y).sum()
-            self._sums += torch.stack([loss.detach() * len(y), correct, y.new_tensor(len(y))])
-        return loss
-
-    def train_epoch_metrics(self) -> dict[str, float]:
-        """This epoch's mean training loss and accuracy; raises on a NaN/inf loss.
-
-        Read once per epoch (one host sync) by :meth:`on_train_epoch_end` and by callbacks, which
-        Lightning calls before the module's own hook.
-        """
-        loss_sum, correct, seen = self._sums.tolist()
-        if not math.isfinite(loss_sum):
-            s = self.settings
-            raise TrainingError(
-                f"loss became NaN/inf in epoch {self.current_epoch}: lower the learning rates "
-                f"({s.key('head_lr')}={s.head_lr}, {s.key('backbone_lr')}={s.backbone_lr}) or "
-                "check the data for NaN values"
-            )
-        return {"train/loss": loss_sum / seen, "train/acc": correct / seen}
-
-    def on_train_epoch_end(self) -> None:
-        # Lightning runs validation before this hook, so the epoch's metrics are all known here.
-        # Only val/acc goes through self.log (callbacks, the progress bar and checkpointing read
-        # it); the rest goes to the loggers directly, at the step Lightning uses for epoch-end
-        # metrics: each self.log() cost ~0.4 ms of Lightning bookkeeping, a quarter of its
-        # per-epoch overhead on the small target runs (measured in bench_throughput.py).
-        metrics = {**self.train_epoch_metrics(), **self.val_metrics}
-        metrics.pop("val/acc", None)
-        for logger in self.loggers:
-            logger.log_metrics(metrics, step=self.global_step)
+            d = names.index(self.driver)
+            y = batch[self.driver][1]
+            correct = (logits[d].argmax(-1) == y).sum(0).float()
+            seen = torch.full_like(correct, len(y))
+            self._sums += torch.stack([loss.detach().reshape(-1) * len(y), correct, seen], 1)
+        return loss.sum()
 
     def on_validation_epoch_start(self) -> None:
-        self._val_sums = torch.zeros(3, device=self.device)  # loss * n, correct, n
+        self._val_sums = torch.zeros(len(self.members), 3, device=self.device)
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], _: int) -> None:
-        x, y = batch
-        logits = self(x)
-        loss = F.cross_entropy(logits, y, reduction="sum")
-        correct = (logits.argmax(dim=1) == y).sum()
-        self._val_sums += torch.stack([loss, correct, y.new_tensor(len(y))])
+        x, target = batch  # x (N, S, ...), target (N, S): member i's split at [:, i]
+        _, logits = self.forward_members(x)
+        n, s, k = logits.shape
+        loss = F.cross_entropy(logits.reshape(n * s, k), target.reshape(-1), reduction="none")
+        correct = (logits.argmax(-1) == target).sum(0).float()
+        seen = torch.full_like(correct, n)
+        self._val_sums += torch.stack([loss.view(n, s).sum(0), correct, seen], 1)
 
     def on_validation_epoch_end(self) -> None:
-        loss_sum, correct, seen = self._val_sums.tolist()
-        self.val_metrics = {"val/acc": correct / seen, "val/loss": loss_sum / seen}
-        self.log("val/acc", correct / seen, prog_bar=True)
+        # Lightning validates after the epoch's last training step, so the epoch's training sums
+        # are complete here: every member's metrics come from this one host sync.
+        rows = torch.cat([self._sums, self._val_sums], 1).tolist()
+        self.member_metrics = [self._metrics(i, row) for i, row in enumerate(rows)]
+        first = self.member_metrics[0]
+        # Only val/acc goes through self.log (callbacks, the progress bar and checkpointing read
+        # it); each self.log() cost ~0.4 ms of Lightning bookkeeping, a quarter of its per-epoch
+        # overhead on the small target runs (measured in bench_throughput.py).
+        self.log("val/acc", first["val/acc"], prog_bar=True, logger=False)
+        for logger, metrics in zip(self.member_loggers, self.member_metrics, strict=True):
+            if logger:
+                logger.log_metrics(metrics, step=self.global_step)
+        for logger in self.loggers:
+            logger.log_metrics(first, step=self.global_step)
+
+    def _metrics(self, i: int, row: list[float]) -> dict[str, float]:
+        loss_sum, correct, seen, val_loss, val_correct, val_seen = row
+        if not math.isfinite(loss_sum):
+            s = self.settings[i]
+            who = f" (seed {s.seed})" if len(self.members) > 1 else ""
+            raise TrainingError(
+                f"loss became NaN/inf in epoch {self.current_epoch}{who}: lower the learning "
+                f"rates ({s.key('head_lr')}={s.head_lr}, {s.key('backbone_lr')}="
+                f"{s.backbone_lr}) or check the data for NaN values"
+            )
+        return {
+            "train/loss": loss_sum / seen,
+            "train/acc": correct / seen,
+            "val/acc": val_correct / val_seen,
+            "val/loss": val_loss / val_seen,
+        }
 
     def configure_optimizers(self) -> dict:
-        s = self.settings
-        groups = self.model.param_groups(
-            self.frozen,
-            head_lr=s.head_lr,
-            backbone_lr=s.backbone_lr,
-            lr_decay=s.lr_decay,
-            weight_decay=s.weight_decay,
-        )
-        for objective in self.objectives.values():
-            groups += objective.param_groups(s.head_lr, s.weight_decay)
+        groups = []
+        for i, (member, terms, s) in enumerate(
+            zip(self.members, self.member_objectives, self.settings, strict=True)
+        ):
+            own = member.param_groups(
+                self.frozen,
+                head_lr=s.head_lr,
+                backbone_lr=s.backbone_lr,
+                lr_decay=s.lr_decay,
+                weight_decay=s.weight_decay,
+            )
+            for objective in terms.values():
+                own += objective.param_groups(s.head_lr, s.weight_decay)
+            if len(self.members) > 1:
+                for group in own:
+                    group["name"] = f"member{i}/{group['name']}"
+            groups += own
+        s = self.settings[0]
         optimizer = s.optimizer(groups)
+        if len(self.members) > 1 and optimizer.defaults.get("foreach", False) is None:
+            # S times the tensors: torch's multi-tensor kernels instead of a Python loop over
+            # them (same arithmetic per tensor); an explicit foreach setting is left alone
+            for group in optimizer.param_groups:
+                group["foreach"] = True
         return {"optimizer": optimizer, "lr_scheduler": s.scheduler(optimizer, s.epochs)}
+
+    def configure_gradient_clipping(
+        self,
+        optimizer: torch.optim.Optimizer,
+        gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: str | None = None,
+    ) -> None:
+        # A norm is clipped per member: one norm over all members would couple them.
+        if gradient_clip_val is None or len(self.members) == 1:
+            super().configure_gradient_clipping(
+                optimizer, gradient_clip_val, gradient_clip_algorithm
+            )
+            return
+        for member, terms in zip(self.members, self.member_objectives, strict=True):
+            params = [p for p in chain(member.parameters(), terms.parameters()) if p.requires_grad]
+            if str(gradient_clip_algorithm).endswith("value"):
+                torch.nn.utils.clip_grad_value_(params, gradient_clip_val)
+            else:
+                torch.nn.utils.clip_grad_norm_(params, gradient_clip_val)
+
+
+class BestWeights(Callback):
+    """Keeps an in-memory copy of every member's weights at its best epoch.
+
+    Hand-written because ``ModelCheckpoint`` must write a file per improvement; for the many
+    small target runs that cost more than an epoch of training. Stages that need a checkpoint
+    file (pretrain) pass ``checkpoint_dir`` to :func:`pipeline.transfer.fit.fit` and get
+    ``ModelCheckpoint``.
+
+    Args:
+        monitors: Per member, the metric whose best epoch is kept: ``val/acc`` (its own), another
+            logged ``val/<name>`` (a callback's, single network), or None for the last epoch.
+    """
+
+    def __init__(self, monitors: list[str | None]) -> None:
+        self.monitors = monitors
+        self.best = [-math.inf] * len(monitors)
+        self.state: list[dict | None] = [None] * len(monitors)
+
+    def on_validation_end(self, trainer: L.Trainer, module: TransferModule) -> None:
+        for i, (metrics, monitor) in enumerate(
+            zip(module.member_metrics, self.monitors, strict=True)
+        ):
+            if monitor is None:  # fixed-length training keeps the last epoch
+                value = math.inf
+            elif monitor in metrics:
+                value = metrics[monitor]
+            else:
+                value = float(trainer.callback_metrics[monitor])
+            if value > self.best[i] or monitor is None:
+                self.best[i] = value
+                state = module.members[i].state_dict()
+                self.state[i] = {k: v.detach().clone() for k, v in state.items()}
+
+
+class EpochHistory(Callback):
+    """Collects every member's epoch metrics and its share of the elapsed wall time."""
+
+    def __init__(self, members: int) -> None:
+        self.rows: list[list[dict]] = [[] for _ in range(members)]
+        self.t0 = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module: TransferModule) -> None:
+        seconds = (time.perf_counter() - self.t0) / len(self.rows)
+        for rows, metrics in zip(self.rows, module.member_metrics, strict=True):
+            row = {"epoch": trainer.current_epoch, "seconds": seconds, **metrics}
+            # scores that callbacks logged for a single network (validators: val/im, ...)
+            row.update({k: float(v) for k, v in trainer.callback_metrics.items() if k not in row})
+            rows.append(row)

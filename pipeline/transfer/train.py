@@ -1,10 +1,12 @@
-"""Train one arm for one seed: pick the labelled subset, initialise from the source, fit.
+"""Train arms for their seeds: pick the labelled subsets, initialise from the source, fit.
 
-Shared by the tune, transfer and evaluate stages (trials, arms and curve points are all this).
+Shared by the tune, transfer and evaluate stages (trials, arms and curve points are all this);
+:func:`train_arms` trains the arms that can share a loop as one vectorised ensemble.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -15,9 +17,12 @@ from pipeline.data.domain import Domain, Split
 from pipeline.data.splits import label_budget
 from pipeline.errors import ConfigError, DataError
 from pipeline.transfer.arms import Arm, ModelFactory, init_model
-from pipeline.transfer.fit import FitResult, Tensors, fit
+from pipeline.transfer.fit import FitResult, Member, Tensors, ensemble_key, fit_ensemble
 from pipeline.transfer.prefix_cache import PrefixCache
 from pipeline.transfer.source import SourceModel
+from pipeline.transfer.widen import random_layers
+
+log = logging.getLogger(__name__)
 
 
 def tensors(split: Split) -> Tensors:
@@ -167,20 +172,92 @@ def train_arm(
     callbacks: Sequence = (),
     prefix_caching: bool = True,
 ) -> FitResult:
-    """Initialise ``arm``'s model for its seed and train it on the seed's labelled subset.
+    """Initialise ``arm``'s model for its seed and train it on the seed's labelled subset:
+    :func:`train_arms` for one arm (the same arguments; ``logger`` and ``callbacks`` are its
+    fit's)."""
+    return train_arms(
+        [arm],
+        task,
+        factory,
+        source,
+        trainer_kwargs=trainer_kwargs,
+        cache=cache,
+        logger=logger,
+        callbacks=callbacks,
+        prefix_caching=prefix_caching,
+    )[0]
+
+
+def train_arms(
+    arms: Sequence[Arm],
+    task: TargetTask,
+    factory: ModelFactory,
+    source: SourceModel,
+    *,
+    trainer_kwargs: dict | None = None,
+    cache: PrefixCache | None = None,
+    loggers: Sequence[object] | None = None,
+    logger: object = False,
+    callbacks: Sequence = (),
+    prefix_caching: bool = True,
+    vectorise: bool = True,
+) -> list[FitResult]:
+    """Train every arm for its seed, arms that can share one training loop as one ensemble.
+
+    The result equals ``[train_arm(a, ...) for a in arms]`` within float tolerance (each member
+    has its own init, labelled subsets, batch order, BatchNorm statistics and best epoch; see
+    :func:`pipeline.transfer.fit.fit_ensemble`), at a fraction of the cost when arms group: the
+    paired seeds of one arm, the seeds of one trial, the fine-tuned points of a freeze-depth
+    curve. Arms group when they agree on everything but seed, init, learning rates and weight
+    decay. Objectives reading several streams (labelled source, unlabelled target) train in
+    ensembles too, each member on its own batches of every stream, with ``steps_per_epoch`` as
+    alone. An arm trains alone, one fit per seed (logged with the reason), when an objective
+    cannot be vectorised (``Objective.unvectorised``), its model or an objective has layers that
+    draw random numbers (dropout: members would share one generator), or a validator callback
+    chooses its epoch (``settings.monitor`` other than ``val/acc`` or None).
 
     Args:
-        arm: The arm (its settings carry the seed).
+        arms: The arms (their settings carry the seeds).
         task: Target data and label budget.
         factory: ``num_classes -> GroupedNet`` for the backbone.
         source: The source model (its first ``arm.init_groups`` groups are copied).
         trainer_kwargs: ``lightning.pytorch.Trainer`` arguments.
         cache: Frozen-prefix cache shared across runs.
-        logger: A Lightning logger or False.
-        callbacks: Extra Lightning callbacks.
+        loggers: One Lightning logger (or False) per arm, receiving that arm's epoch metrics.
+        logger: A Lightning logger for the first training loop (its first member's metrics).
+        callbacks: Extra Lightning callbacks for the first training loop: as when looping over
+            seeds, they see the first arm's ``val/acc`` (the first seed's fit reports to a
+            pruner), with or without ensembles.
         prefix_caching: False always runs the whole network.
+        vectorise: False trains every arm alone (for checks and benchmarks).
     """
-    seed = arm.settings.seed
+    loggers = list(loggers) if loggers is not None else [False] * len(arms)
+    members = [
+        _member(arm, task, factory, source, lg) for arm, lg in zip(arms, loggers, strict=True)
+    ]
+    groups: dict[object, list[int]] = {}
+    for i, (arm, member) in enumerate(zip(arms, members, strict=True)):
+        alone = not vectorise or len(arms) == 1 or bool(_alone(arm, member))
+        groups.setdefault(("alone", i) if alone else ensemble_key(member), []).append(i)
+    results: list[FitResult | None] = [None] * len(arms)
+    for n, index in enumerate(groups.values()):
+        fitted = fit_ensemble(
+            [members[i] for i in index],
+            trainer_kwargs=trainer_kwargs,
+            logger=logger if n == 0 else False,
+            callbacks=callbacks if n == 0 else (),
+            cache=cache,
+            prefix_caching=prefix_caching,
+        )
+        for i, result in zip(index, fitted, strict=True):
+            results[i] = result
+    return results
+
+
+def _member(
+    arm: Arm, task: TargetTask, factory: ModelFactory, source: SourceModel, logger: object
+) -> Member:
+    seed, k = arm.settings.seed, arm.settings.freeze_groups
     model = init_model(
         factory,
         task.target.num_classes,
@@ -189,28 +266,53 @@ def train_arm(
         init_groups=arm.init_groups,
         source_path=source.path,
     )
-    key = (
-        f"{source.weights_id}|init{arm.init_groups}|seed{seed}|n{task.labels_per_class}"
-        f"|v{task.val_per_class}"
-    )
-    return fit(
-        model,
-        task.streams(seed),
-        task.monitored(seed),
-        arm.settings,
-        objectives=arm.objectives(),
-        trainer_kwargs=trainer_kwargs,
-        logger=logger,
-        callbacks=callbacks,
-        cache=cache,
-        cache_key=key,
-        prefix_caching=prefix_caching,
-    )
+    # The frozen prefix is the source's when every frozen group was copied from it (then all
+    # seeds share it), else it depends on the seed's random init.
+    weights = source.weights_id if k <= arm.init_groups else f"init{arm.init_groups}|seed{seed}"
+    data = {
+        "target": f"target|n{task.labels_per_class}|seed{seed}",
+        "val": "val" if task.val_per_class is None else f"val|v{task.val_per_class}|seed{seed}",
+    }
+    streams = task.streams(seed)
+    keys = {n: (weights, data.get(n, n)) for n in [*streams, "val"]}
+    objectives = arm.objectives()
+    rng = torch.random.get_rng_state()  # what its objectives' setup would draw from, alone
+    return Member(model, streams, arm.settings, objectives, logger, keys, task.monitored(seed), rng)
+
+
+def _alone(arm: Arm, member: Member) -> str:
+    """Why ``arm`` cannot join an ensemble (logged), or ""."""
+    why = ""
+    for name, objective in (member.objectives or {}).items():
+        if reason := getattr(objective, "unvectorised", ""):
+            why = f"objective {name} ({type(objective).__name__}) {reason}"
+            break
+    if not why and (drops := random_layers(member.model)):
+        why = f"layer {drops[0]} draws random numbers in training"
+    if not why and (drops := _objective_random_layers(arm, member)):
+        why = f"objective layer {drops[0]} draws random numbers in training"
+    if not why and arm.settings.monitor not in ("val/acc", None):
+        why = f"its epoch is chosen by {arm.settings.monitor}, which a callback scores per network"
+    if why:
+        log.info("arm %s, seed %d trains alone: %s", arm.name, arm.settings.seed, why)
+    return why
+
+
+def _objective_random_layers(arm: Arm, member: Member) -> list[str]:
+    """Layers of ``arm``'s objectives that draw random numbers in training (say, dropout in a
+    domain discriminator), found on a throwaway set of them: objectives build their modules in
+    ``setup``, so the member's own are still empty here. The generator is left as it was."""
+    with torch.random.fork_rng(devices=[]):
+        probe = arm.objectives()
+        for term in probe.values():
+            term.setup(member.model)
+    return [f"{name}.{layer}" for name, term in probe.items() for layer in random_layers(term)]
 
 
 class TrainedAccuracy:
-    """``(arm, labels_per_class) -> accuracy`` on a target split of a freshly trained arm (what
-    the curves plot), sharing one frozen-prefix cache across every point.
+    """``(arms, labels_per_class) -> accuracies`` on a target split of freshly trained arms (what
+    the curves plot), sharing one frozen-prefix cache across every point; the arms of one call
+    train as ensembles where they can (:func:`train_arms`).
 
     Results are memoised by what determines the trained model (:meth:`Arm.fingerprint`), so a
     curve point that is the same model as an arm already trained (say AnB+ at k = G and
@@ -222,6 +324,7 @@ class TrainedAccuracy:
         source: The source model.
         split: The target split scored.
         trainer_kwargs: ``lightning.pytorch.Trainer`` arguments.
+        vectorise: False trains every arm alone.
     """
 
     def __init__(
@@ -231,8 +334,9 @@ class TrainedAccuracy:
         source: SourceModel,
         split: str = "test",
         trainer_kwargs: dict | None = None,
+        vectorise: bool = True,
     ) -> None:
-        self.task, self.factory, self.source = task, factory, source
+        self.task, self.factory, self.source, self.vectorise = task, factory, source, vectorise
         self.x, self.y = tensors(task.target.splits[split])
         self.trainer_kwargs, self.cache = trainer_kwargs, PrefixCache()
         self.groups = factory(2).num_groups
@@ -244,25 +348,29 @@ class TrainedAccuracy:
         """Record ``arm``'s accuracy at a budget (e.g. scored by the evaluate stage)."""
         self._memo[arm.fingerprint(self.groups), labels_per_class] = accuracy
 
-    def __call__(self, arm: Arm, labels_per_class: int) -> float:
+    def __call__(self, arms: Sequence[Arm], labels_per_class: int) -> list[float]:
         from pipeline.metrics.classification import accuracy
         from pipeline.models.predict import predict_logits
 
-        key = (arm.fingerprint(self.groups), labels_per_class)
-        if key in self._memo:
-            return self._memo[key]
-        if labels_per_class not in self._tasks:
-            self._tasks[labels_per_class] = self.task.with_labels(labels_per_class)
-        task = self._tasks[labels_per_class]
-        result = train_arm(
-            arm,
-            task,
-            self.factory,
-            self.source,
-            trainer_kwargs=self.trainer_kwargs,
-            cache=self.cache,
-        )
-        logits = predict_logits(result.model, self.x)
-        self.trained += 1
-        self._memo[key] = accuracy(logits, self.y, self.task.target.num_classes)
-        return self._memo[key]
+        keys = [(arm.fingerprint(self.groups), labels_per_class) for arm in arms]
+        todo: dict[tuple[str, int], Arm] = {}
+        for key, arm in zip(keys, arms, strict=True):
+            if key not in self._memo:
+                todo.setdefault(key, arm)
+        if todo:
+            if labels_per_class not in self._tasks:
+                self._tasks[labels_per_class] = self.task.with_labels(labels_per_class)
+            results = train_arms(
+                list(todo.values()),
+                self._tasks[labels_per_class],
+                self.factory,
+                self.source,
+                trainer_kwargs=self.trainer_kwargs,
+                cache=self.cache,
+                vectorise=self.vectorise,
+            )
+            for key, result in zip(todo, results, strict=True):
+                logits = predict_logits(result.model, self.x)
+                self._memo[key] = accuracy(logits, self.y, self.task.target.num_classes)
+                self.trained += 1
+        return [self._memo[key] for key in keys]

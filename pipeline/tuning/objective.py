@@ -11,7 +11,7 @@ from pipeline.transfer.arms import Arm
 from pipeline.transfer.fit import FitResult
 from pipeline.tuning.space import Param
 
-TrainFn = Callable[..., FitResult]  # train(arm, logger=..., callbacks=...) -> result
+TrainFn = Callable[..., list[FitResult]]  # train(arms, logger=..., callbacks=...) -> results
 
 
 def trial_objective(
@@ -28,10 +28,12 @@ def trial_objective(
     at the epoch each fit kept.
 
     Each seed draws its own labelled training and validation subset, so the study scores a
-    setting on several paired label draws rather than on one lucky or unlucky draw. The first
-    seed's run reports per-epoch ``monitor`` values to the pruner; when it is pruned, the trial
-    is. Each trial is a nested MLflow run (its id is the trial's ``mlflow_run_id`` user attribute)
-    holding the trial's params, the first seed's per-epoch metrics, every seed's result, the mean
+    setting on several paired label draws rather than on one lucky or unlucky draw. Scored on
+    ``val/acc``, the seeds train together as one vectorised ensemble; scored by a validator (which
+    scores one network per fit), one by one. Either way the first seed's per-epoch metrics go to
+    the pruner and the trial's run, as without ensembles. When it is pruned, the
+    trial is. Each trial is a nested MLflow run (its id is the trial's ``mlflow_run_id`` user
+    attribute) holding the trial's params, the per-epoch metrics, every seed's result, the mean
     and the Optuna state, written through one buffered logger: a trial costs one MLflow write
     besides starting and ending its run.
 
@@ -40,7 +42,9 @@ def trial_objective(
         arm_for: The primary arm with a trial's values applied (``{config key: value}``) for a
             seed.
         seeds: The paired seeds (label subsets) every trial trains on.
-        train: Trains an arm: ``train(arm, logger=..., callbacks=...)``.
+        train: Trains arms, as ensembles where it can, the logger and callbacks going to the
+            first training loop: ``train(arms, logger=..., callbacks=...)`` (see
+            :func:`pipeline.transfer.train.train_arms`).
         logger_for: ``logger_for(run_id)``: a buffered Lightning logger writing into that run.
         run_tags: Tags of every trial run.
         monitor: The logged metric a trial is scored and pruned on (``val/acc``, ``val/im``...):
@@ -63,13 +67,14 @@ def trial_objective(
         try:
             scores = []
             name = monitor.replace("/", "_")  # best/val_acc, best/val_im, ...
-            for i, seed in enumerate(seeds):
-                pruning = (PyTorchLightningPruningCallback(trial, monitor=monitor),)
-                result = train(
-                    arm_for(values, seed),
-                    logger=logger if i == 0 else False,
-                    callbacks=pruning if i == 0 else (),
-                )
+            pruning = (PyTorchLightningPruningCallback(trial, monitor=monitor),)
+            arms = [arm_for(values, seed) for seed in seeds]
+            if monitor == "val/acc":
+                results = train(arms, logger=logger, callbacks=pruning)
+            else:  # validators score one network per fit: the first seed reports
+                results = [train([arms[0]], logger=logger, callbacks=pruning)[0]]
+                results += [train([arm])[0] for arm in arms[1:]]
+            for seed, result in zip(seeds, results, strict=True):
                 scores.append(float(result.history[result.best_epoch][monitor]))
                 logger.log_metrics({f"best/{name}.seed{seed}": scores[-1]})
             value = float(np.mean(scores))

@@ -1,5 +1,6 @@
-"""Benchmark: a 20-trial study's wall time over one full fine-tune trial's, with/without caching
-and pruning. Not collected by pytest; run after `dvc repro` (it reuses outputs/prepare and
+"""Benchmark: a 20-trial study's wall time over one full fine-tune trial's, with/without caching,
+pruning and vectorised ensembles (each trial trains ``tune.subsets`` paired seeds: one ensemble,
+or one by one). Not collected by pytest; run after `dvc repro` (it reuses outputs/prepare and
 outputs/pretrain) from the repository root:
 
     python tests/benchmarks/bench_tune.py [n_trials] [hydra overrides, e.g. tune.epochs=10]
@@ -30,7 +31,7 @@ def main(n_trials: int = 20, overrides: list[str] | None = None) -> None:
     from pipeline.tracking.logger import run_logger
     from pipeline.transfer.prefix_cache import PrefixCache
     from pipeline.transfer.source import SourceModel
-    from pipeline.transfer.train import TargetTask, train_arm
+    from pipeline.transfer.train import train_arms
     from pipeline.tuning.objective import trial_objective
     from pipeline.tuning.study import run_trials
     from stages import _build as build
@@ -48,12 +49,15 @@ def main(n_trials: int = 20, overrides: list[str] | None = None) -> None:
     factory = build.model_factory(cfg)
     groups = build.num_groups(factory)
     params = tune.validate(cfg, groups)
-    task = TargetTask(target, int(cfg.data.labels_per_class))
+    task = build.target_task(cfg, target)
+    seeds = [int(cfg.seed) + i for i in range(int(cfg.tune.subsets))]
     logger_for = partial(
         run_logger, uri, cfg.tracking.experiment, buffered=True, flush_on_finalize=False
     )
 
-    def study(caching: bool, pruning: bool, n: int, fixed: dict | None = None) -> tuple:
+    def study(
+        caching: bool, pruning: bool, n: int, fixed: dict | None = None, ensembles: bool = True
+    ) -> tuple:
         pruner = build.instantiate(cfg, "tune.pruner") if pruning else optuna.pruners.NopPruner()
         s = optuna.create_study(  # a fixed name: Hyperband assigns brackets by name and number
             study_name="bench",
@@ -64,17 +68,18 @@ def main(n_trials: int = 20, overrides: list[str] | None = None) -> None:
         if fixed:
             s.enqueue_trial(fixed)
         train = partial(
-            train_arm,
+            train_arms,
             task=task,
             factory=factory,
             source=source,
             trainer_kwargs=build.trainer_kwargs(cfg, False),
             cache=PrefixCache(),
             prefix_caching=caching,
+            vectorise=ensembles,
         )
-        objective = trial_objective(
-            params, build.trial_arm(cfg, groups), train, logger_for, {"graftlab.stage": "bench"}
-        )
+        tags = {"graftlab.stage": "bench"}
+        arm_for = build.trial_arm(cfg, groups)
+        objective = trial_objective(params, arm_for, seeds, train, logger_for, tags)
         with mlflow.start_run(experiment_id=exp, run_name="bench"):
             t0 = time.perf_counter()
             run_trials(s, objective, n, max_failures=n)
@@ -98,17 +103,25 @@ def main(n_trials: int = 20, overrides: list[str] | None = None) -> None:
     # The reference trial runs before every variant (this machine's speed drifts); each ratio
     # divides by the fastest of all of them.
     refs, rows = [], []
-    for caching, pruning in [(False, False), (True, False), (False, True), (True, True)]:
+    variants = [(False, False, True), (True, False, True), (False, True, True)]
+    variants += [(True, True, False), (True, True, True)]
+    for caching, pruning, ensembles in variants:
         refs += [study(False, False, 1, fixed=full)[0] for _ in range(2)]
-        rows.append(((caching, pruning), study(caching, pruning, n_trials)))
+        rows.append(
+            ((caching, pruning, ensembles), study(caching, pruning, n_trials, None, ensembles))
+        )
     one = min(refs)
-    print(f"one full fine-tune trial (k=0, {cfg.tune.epochs} epochs): {one:.2f} s")
-    header = f"{'variant':<28}{'study s':>9}{'ratio':>7}{'best val acc':>14}"
+    print(
+        f"one full fine-tune trial (k=0, {cfg.tune.epochs} epochs, its {len(seeds)} seeds as one "
+        f"ensemble): {one:.2f} s"
+    )
+    header = f"{'variant':<44}{'study s':>9}{'ratio':>7}{'best val acc':>14}"
     print(f"{header}{'pruned':>8}{'epochs':>8}")
-    for (caching, pruning), (seconds, best, pruned, epochs) in rows:
-        name = f"caching={'on' if caching else 'off'}, pruning={'on' if pruning else 'off'}"
-        print(f"{name:<28}{seconds:>9.1f}{seconds / one:>7.2f}{best:>14.3f}{pruned:>8}{epochs:>8}")
-    print(f"(goal: a {n_trials}-trial study <= 5x one full trial; a naive search is ~{n_trials}x)")
+    on = {True: "on", False: "off"}
+    for (caching, pruning, ens), (seconds, best, pruned, epochs) in rows:
+        name = f"caching={on[caching]}, pruning={on[pruning]}, ensembles={on[ens]}"
+        print(f"{name:<44}{seconds:>9.1f}{seconds / one:>7.2f}{best:>14.3f}{pruned:>8}{epochs:>8}")
+    print(f"(goal: a {n_trials}-trial study <= 3x one full trial; a naive search is ~{n_trials}x)")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import torch
 import yaml
 
 from stages import transfer, tune
-from tests.conftest import compose, write_params
+from tests.conftest import DIVERGING_SCRATCH, compose, write_params
 from tests.faults.conftest import SMALL_TRANSFER, now_ms, run_in_process, runs, statuses
 
 
@@ -117,9 +117,7 @@ def test_item6_a_nan_loss_names_the_key_the_rate_came_from(workspace, capsys):
     out = run_in_process(
         "transfer",
         "tune.enabled=false",
-        "transfer.arms.scratch.head_lr=1e6",
-        "transfer.arms.scratch.backbone_lr=1e6",
-        "transfer.arms.scratch.weight_decay=1e6",  # weights grow 1e12-fold a step: overflow
+        *DIVERGING_SCRATCH,
         *SMALL_TRANSFER,
         capsys=capsys,
     )
@@ -127,7 +125,8 @@ def test_item6_a_nan_loss_names_the_key_the_rate_came_from(workspace, capsys):
         "loss became NaN/inf",  # both rates named by the keys they came from: scratch's own
         "transfer.arms.scratch.head_lr=1000000.0, transfer.arms.scratch.backbone_lr=1000000.0",
     )
-    assert sorted(statuses("transfer", t0)) == ["FAILED", "FAILED"]  # the stage and the arm
+    # the stage and both arms' seed runs, which open together (ensembles) before any training
+    assert sorted(statuses("transfer", t0)) == ["FAILED"] * 3
     assert not Path("outputs/transfer").exists()
     assert [p.name for p in Path("outputs").iterdir() if p.is_dir() and p.name[0] == "."] == []
 

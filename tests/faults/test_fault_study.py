@@ -40,20 +40,21 @@ def test_item4_the_study_identity_holds_the_trainer_settings(workspace):
     assert _study("trainer.precision=bf16-mixed").study_name != name
     assert _study("trainer.threads=1").study_name != name
     assert _study("trainer.enable_progress_bar=true").study_name == name  # no effect on results
+    assert _study("trainer.ensembles=false").study_name == name  # one by one: the same results
     assert _study("tune.n_trials=40").study_name == name  # a bigger budget extends the study
 
 
 def test_item4_a_failing_machine_stops_the_study_without_counting_against_it(
     workspace, capsys, monkeypatch
 ):
-    real = tune.train_arm
+    real = tune.train_arms
     calls = []
 
     def out_of_memory(*args, **kwargs):
         calls.append(1)
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr(tune, "train_arm", out_of_memory)
+    monkeypatch.setattr(tune, "train_arms", out_of_memory)
     t0 = now_ms()
     for attempt in range(2):  # more machine failures than tune.max_failures allows
         out = run_in_process("tune", "tune.max_failures=1", capsys=capsys)
@@ -66,7 +67,7 @@ def test_item4_a_failing_machine_stops_the_study_without_counting_against_it(
     failed = study.get_trials(states=(optuna.trial.TrialState.FAIL,))
     assert [t.user_attrs.get(ENVIRONMENT_ATTR) for t in failed] == [True, True]
 
-    monkeypatch.setattr(tune, "train_arm", real)  # the machine is fixed: the same study goes on
+    monkeypatch.setattr(tune, "train_arms", real)  # the machine is fixed: the same study goes on
     assert run_in_process("tune", "tune.max_failures=1", capsys=capsys).code == 0
     study = _study("tune.max_failures=1")
     assert counts(study)["COMPLETE"] + counts(study)["PRUNED"] == 3

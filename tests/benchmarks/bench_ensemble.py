@@ -1,0 +1,193 @@
+"""Benchmark: what one more paired seed costs. Not collected by pytest:
+
+    python tests/benchmarks/bench_ensemble.py [S]
+
+1. How to vectorise S members (S=10 by default): one wide network with grouped convolutions
+   (what :mod:`pipeline.transfer.widen` does), ``torch.func.vmap`` + ``functional_call`` over
+   stacked parameters, or a plain loop over the members; a training step at the transfer
+   stage's batch (8 per member) and a validation pass (200 images), against one model.
+2. S paired seeds of one arm through :func:`pipeline.transfer.fit.fit_ensemble` against one seed
+   through the same function, at the transfer stage's setting (1 label per class, batch 8, 40
+   epochs, validation every epoch), for a fine-tuned (k=0), a frozen-prefix (k=2) and a
+   linear-probe (k=4) arm, and with the members run one after another in the same loop.
+
+Interleaved runs, best of five, in one process; on a shared machine the numbers are rough.
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+from pipeline.data.images.sklearn_digits import make_sklearn_digits
+from pipeline.data.splits import label_budget
+from pipeline.models.small_cnn import small_cnn
+from pipeline.transfer.arms import init_model
+from pipeline.transfer.fit import Member, fit_ensemble
+from pipeline.transfer.prefix_cache import PrefixCache
+from pipeline.transfer.settings import FitSettings
+from pipeline.transfer.widen import link, to_wide, widen
+from stages._shell import quiet_libraries
+
+REPEATS = 5  # interleaved; the best of each is reported
+
+
+def best_of(fn, repeats: int = 5, inner: int = 10) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(inner):
+            fn()
+        times.append((time.perf_counter() - t0) / inner)
+    return min(times)
+
+
+def vectorisation(s: int) -> None:
+    members = []
+    for seed in range(s):
+        torch.manual_seed(seed)
+        members.append(small_cnn(10))
+    wide = widen(members)
+    link(wide)
+    base = copy.deepcopy(members[0]).to("meta")
+    names = [n for n, _ in members[0].named_parameters()]
+    buffers = {
+        n: torch.stack([dict(m.named_buffers())[n] for m in members])
+        for n, _ in members[0].named_buffers()
+    }
+
+    def stacked() -> dict:
+        return {n: torch.stack([dict(m.named_parameters())[n] for m in members]) for n in names}
+
+    def call(params, buffers, x):
+        return torch.func.functional_call(base, (params, buffers), (x,))
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(8, s, 1, 16, 16, generator=g)
+    y = torch.randint(0, 10, (8, s), generator=g)
+    xv = torch.randn(200, 1, 16, 16, generator=g)
+
+    def step_one():
+        F.cross_entropy(members[0](x[:, 0]), y[:, 0]).backward()
+
+    def step_wide():
+        logits = wide(to_wide(x)).view(8, s, 10)
+        F.cross_entropy(logits.reshape(8 * s, 10), y.reshape(-1), reduction="sum").backward()
+
+    def step_vmap():
+        logits = torch.func.vmap(call, in_dims=(0, 0, 1))(stacked(), buffers, x)  # (S, 8, 10)
+        F.cross_entropy(logits.reshape(8 * s, 10), y.T.reshape(-1), reduction="sum").backward()
+
+    def step_loop():
+        sum(F.cross_entropy(m(x[:, i]), y[:, i]) for i, m in enumerate(members)).backward()
+
+    @torch.no_grad()
+    def val_one():
+        members[0](xv)
+
+    @torch.no_grad()
+    def val_wide():  # in the validation batches fit_ensemble uses
+        step = max(16, 512 // s)
+        for i in range(0, len(xv), step):
+            wide(to_wide(xv[i : i + step].unsqueeze(1).expand(-1, s, -1, -1, -1)))
+
+    @torch.no_grad()
+    def val_vmap():
+        torch.func.vmap(call, in_dims=(0, 0, None))(stacked(), buffers, xv)
+
+    @torch.no_grad()
+    def val_loop():
+        for m in members:
+            m(xv)
+
+    for m in (*members, wide, base):
+        m.train()
+    train = {
+        k: best_of(f)
+        for k, f in [
+            ("one", step_one),
+            ("grouped", step_wide),
+            ("vmap", step_vmap),
+            ("loop", step_loop),
+        ]
+    }
+    for m in (*members, wide, base):
+        m.eval()
+    val = {
+        k: best_of(f, inner=3)
+        for k, f in [
+            ("one", val_one),
+            ("grouped", val_wide),
+            ("vmap", val_vmap),
+            ("loop", val_loop),
+        ]
+    }
+    print(f"vectorising {s} members of the 4-group CNN (time / one model's; lower is better):")
+    for name, times in (("training step, batch 8 each", train), ("validation, 200 images", val)):
+        cells = "  ".join(
+            f"{k} {times[k] / times['one']:5.2f}x" for k in ("grouped", "vmap", "loop")
+        )
+        print(f"  {name:<30} one model {times['one'] * 1e3:6.2f} ms   {cells}")
+
+
+def paired_seeds(s: int) -> None:
+    d = make_sklearn_digits(image_size=16, seed=0, test_fraction=0.4, val_per_class=20)
+    tr, va = d.splits["train"], d.splits["val"]
+    val = torch.from_numpy(va.x), torch.from_numpy(va.y)
+    torch.manual_seed(123)
+    source = small_cnn(10).state_dict()
+    trainer = {"enable_progress_bar": False, "deterministic": True}
+
+    def member(seed: int, k: int) -> Member:
+        rows = label_budget(tr.y, 1, seed)
+        settings = FitSettings(
+            epochs=40,
+            batch_size=8,
+            head_lr=0.05,
+            backbone_lr=0.01,
+            weight_decay=5e-4,
+            freeze_groups=k,
+            seed=seed,
+        )
+        model = init_model(small_cnn, 10, seed=seed, source_state=source, init_groups=4)
+        keys = {"target": ("src", seed), "val": ("src", "val")}
+        data = torch.from_numpy(tr.x[rows]), torch.from_numpy(tr.y[rows])
+        return Member(model, data, settings, cache_keys=keys)
+
+    cache = PrefixCache()
+
+    def run(k: int, n: int, vectorise: bool = True) -> float:
+        members = [member(seed, k) for seed in range(n)]
+        t0 = time.perf_counter()
+        fit_ensemble(members, val, trainer_kwargs=trainer, cache=cache, vectorise=vectorise)
+        return time.perf_counter() - t0
+
+    print(f"{s} paired seeds of one arm vs one seed (1 label/class, batch 8, 40 epochs):")
+    for k in (0, 2, 4):
+        run(k, 1)  # warm-up
+        one, wide, loop = [], [], []
+        for _ in range(REPEATS):
+            one.append(run(k, 1))
+            wide.append(run(k, s))
+            loop.append(run(k, s, vectorise=False))
+        o = min(one)
+        print(
+            f"  k={k}: one seed {o:5.2f} s   {s} seeds vectorised {min(wide):5.2f} s "
+            f"({min(wide) / o:4.2f}x, goal <= 2x)   {s} seeds one after another in one loop "
+            f"{min(loop) / o:4.2f}x"
+        )
+
+
+def main(s: int = 10) -> None:
+    quiet_libraries()
+    vectorisation(s)
+    paired_seeds(s)
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 10)

@@ -1,0 +1,345 @@
+"""Vectorised ensembles: training S members together equals training each one alone."""
+
+import logging
+from pathlib import Path
+
+import pytest
+import torch
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import Logger
+from torch import nn
+
+from pipeline.data.images.transforms import RandomShift
+from pipeline.data.store import load_domain
+from pipeline.models.grouped import GroupedNet
+from pipeline.models.small_cnn import small_cnn
+from pipeline.objectives.cross_entropy import CrossEntropy
+from pipeline.objectives.dann import DANN
+from pipeline.transfer.arms import init_model
+from pipeline.transfer.fit import Member, fit, fit_ensemble
+from pipeline.transfer.prefix_cache import PrefixCache
+from pipeline.transfer.settings import FitSettings
+from pipeline.transfer.source import SourceModel
+from pipeline.transfer.train import TargetTask, train_arm, train_arms
+from pipeline.transfer.widen import WidenError, check_wide, link, widen
+from stages import _build as build
+from tests.conftest import DIVERGING_SCRATCH, compose
+from tests.test_transfer import QUIET, _data, _source_state
+
+SEEDS = (0, 1, 2)
+
+
+def _model(seed, factory=lambda c: small_cnn(c, width=8)):
+    return init_model(factory, 10, seed=seed, source_state=_source_state(), init_groups=4)
+
+
+def _settings(seed, k, **kw):
+    # lrs differ per seed: one optimiser holds every member's own groups
+    lr = 0.02 * (1 + seed / 4)
+    return FitSettings(
+        epochs=3, batch_size=8, head_lr=0.05, backbone_lr=lr, freeze_groups=k, seed=seed, **kw
+    )
+
+
+def _max_diff(a: nn.Module, b: nn.Module) -> float:
+    sa, sb = a.state_dict(), b.state_dict()
+    return max(float((sa[k].double() - sb[k].double()).abs().max()) for k in sa)
+
+
+@pytest.mark.parametrize(
+    ("k", "vectorise", "trainer", "augment"),
+    [
+        (0, True, {}, None),
+        (2, True, {}, None),  # cached frozen prefix, shared validation prefix
+        (4, True, {}, None),  # linear probe on cached features
+        (1, True, {}, RandomShift(1)),  # each member's own random shifts; frozen group runs
+        (0, False, {}, None),  # members one after another in one loop: bitwise the same
+        (0, True, {"gradient_clip_val": 0.05}, None),  # clipped per member, not over the ensemble
+    ],
+)
+def test_ensemble_training_equals_training_each_member_alone(k, vectorise, trainer, augment):
+    val = _data(40, 99)
+    train = {s: _data(24, 10 + s) for s in SEEDS}
+    kw = {**QUIET, **trainer}
+    settings = {s: _settings(s, k, augment=augment) for s in SEEDS}
+    alone = [fit(_model(s), train[s], val, settings[s], trainer_kwargs=kw) for s in SEEDS]
+    members = [Member(_model(s), train[s], settings[s]) for s in SEEDS]
+    together = fit_ensemble(members, val, trainer_kwargs=kw, vectorise=vectorise)
+    for a, b in zip(alone, together, strict=True):
+        assert a.best_epoch == b.best_epoch
+        for key in ("train/loss", "val/loss", "val/acc"):
+            torch.testing.assert_close(
+                [h[key] for h in b.history], [h[key] for h in a.history], rtol=1e-5, atol=1e-6
+            )
+        # weights and BatchNorm statistics, member by member
+        assert _max_diff(a.model, b.model) < (1e-5 if vectorise else 1e-12)
+        assert a.cached_prefix == b.cached_prefix == (k > 0 and augment is None)
+
+
+@pytest.mark.parametrize("k", [0, 2])
+def test_domain_adaptation_streams_train_in_an_ensemble_as_alone(k):
+    """Labelled source + unlabelled target streams (DANN), steps_per_epoch capping each epoch
+    below a pass over the driver stream, and the last epoch kept (monitor None): main's
+    single-network semantics, member by member."""
+    val = _data(40, 99)
+    streams = {
+        s: {"source": _data(40, 20 + s), "unlabelled": (_data(24, 30 + s)[0], None)} for s in SEEDS
+    }
+    settings = {s: _settings(s, k, steps_per_epoch=2, monitor=None) for s in SEEDS}
+
+    def terms():
+        return {"ce": CrossEntropy("source"), "dann": DANN(hidden=16)}
+
+    alone = []
+    for s in SEEDS:
+        model = _model(s)
+        torch.manual_seed(1000 + s)  # the discriminator's init
+        alone.append(
+            fit(model, streams[s], val, settings[s], objectives=terms(), trainer_kwargs=QUIET)
+        )
+    members = []
+    for s in SEEDS:
+        model = _model(s)
+        rng = torch.manual_seed(1000 + s).get_state()
+        members.append(Member(model, streams[s], settings[s], terms(), rng_state=rng))
+    together = fit_ensemble(members, val, trainer_kwargs=QUIET)
+    for a, b in zip(alone, together, strict=True):
+        assert a.best_epoch == b.best_epoch == 2  # the last epoch, not the best val/acc
+        assert a.cached_prefix == b.cached_prefix == (k > 0)
+        for key in ("train/loss", "train/acc", "val/loss", "val/acc"):
+            torch.testing.assert_close(
+                [h[key] for h in b.history], [h[key] for h in a.history], rtol=1e-5, atol=1e-6
+            )
+        assert _max_diff(a.model, b.model) < 1e-5
+
+
+def test_frozen_groups_keep_the_source_statistics_in_every_member():
+    val, k = _data(40, 99), 2
+    members = [Member(_model(s), _data(24, 10 + s), _settings(s, k)) for s in SEEDS]
+    results = fit_ensemble(members, val, trainer_kwargs=QUIET, prefix_caching=False)
+    source = _source_state()
+    for r in results:
+        state = r.model.state_dict()
+        assert not r.cached_prefix
+        for key in ("groups.1.1.running_mean", "groups.1.1.running_var", "groups.0.0.weight"):
+            assert torch.equal(state[key], source[key])
+        assert not torch.equal(state["groups.2.1.running_mean"], source["groups.2.1.running_mean"])
+    # members trained their own statistics, and got their own memory back after training
+    a, b = (r.model.state_dict()["groups.3.1.running_var"] for r in results[:2])
+    assert not torch.equal(a, b) and a.data_ptr() != b.data_ptr()
+
+
+def test_each_member_logs_its_own_metrics_and_the_loop_logs_the_first_members():
+    class Sink(Logger):
+        name, version = "sink", 0
+
+        def __init__(self):
+            super().__init__()
+            self.rows, self.status = [], None
+
+        def log_hyperparams(self, params, *args, **kwargs):
+            pass
+
+        def log_metrics(self, metrics, step=None):
+            self.rows.append(dict(metrics))
+
+        def finalize(self, status):
+            self.status = status
+
+    class Monitor(Callback):  # what a pruning callback sees: the first member's, as one by one
+        def __init__(self):
+            self.seen = []
+
+        def on_validation_end(self, trainer, module):
+            self.seen.append(float(trainer.callback_metrics["val/acc"]))
+
+    sinks, whole, monitor = [Sink() for _ in SEEDS], Sink(), Monitor()
+    members = [
+        Member(_model(s), _data(24, 10 + s), _settings(s, 0), logger=sink)
+        for s, sink in zip(SEEDS, sinks, strict=True)
+    ]
+    results = fit_ensemble(
+        members, _data(40, 99), trainer_kwargs=QUIET, logger=whole, callbacks=[monitor]
+    )
+    for sink, result in zip(sinks, results, strict=True):
+        assert [r["val/acc"] for r in sink.rows] == [h["val/acc"] for h in result.history]
+        assert sink.status == "success"
+    first = [h["val/acc"] for h in results[0].history]
+    assert monitor.seen == pytest.approx(first)  # Lightning keeps it as float32
+    assert [r["val/acc"] for r in whole.rows] == first
+    assert len({tuple(h["val/loss"] for h in r.history) for r in results}) == 3  # not all alike
+
+
+class _ChannelFlip(nn.Module):
+    """Reverses the channel order: mixes members' channels once they are packed side by side."""
+
+    def forward(self, x):
+        return x.flip(1)
+
+
+def _flipping_net(num_classes):
+    groups = [
+        nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU()),
+        nn.Sequential(_ChannelFlip(), nn.Conv2d(4, 8, 3, padding=1), nn.ReLU()),
+    ]
+    return GroupedNet(groups, 8, num_classes)
+
+
+def test_a_forward_that_mixes_channels_is_caught_and_trains_member_by_member(caplog):
+    torch.manual_seed(0)
+    nets = [_flipping_net(10) for _ in SEEDS]
+    with pytest.raises(WidenError, match="layer groups.1.0 .*_ChannelFlip"):
+        widen(nets)
+    nets[0].groups[1][0] = nets[1].groups[1][0] = nets[2].groups[1][0] = nn.Identity()
+    wide = widen(nets)
+    link(wide)
+    check_wide(wide, nets, _data(4, 0)[0])  # supported layers: the wide net matches
+
+    class Rolled(GroupedNet):  # custom forward code that mixes channels: only the check sees it
+        def forward_features(self, x, start=0):
+            return super().forward_features(x, start).roll(1, dims=1)
+
+    def rolled(seed):
+        torch.manual_seed(seed)
+        net = small_cnn(10, width=4)
+        return Rolled(list(net.groups), net.feature_dim, 10)
+
+    val = _data(40, 99)
+    settings = [_settings(s, 0) for s in SEEDS]
+    alone = [
+        fit(rolled(s), _data(24, s), val, st, trainer_kwargs=QUIET)
+        for s, st in zip(SEEDS, settings, strict=True)
+    ]
+    with caplog.at_level(logging.INFO, logger="pipeline.transfer.fit"):
+        members = [
+            Member(rolled(s), _data(24, s), st) for s, st in zip(SEEDS, settings, strict=True)
+        ]
+        together = fit_ensemble(members, val, trainer_kwargs=QUIET)
+    assert "mixes the members' channels; its members run one after another" in caplog.text
+    for a, b in zip(alone, together, strict=True):
+        assert _max_diff(a.model, b.model) == 0.0
+
+
+def test_train_arms_equals_train_arm_per_arm_and_groups_what_can_share_a_loop(
+    pretrained: Path, caplog
+):
+    import dataclasses
+
+    cfg = compose()
+    target = load_domain(pretrained / "outputs/prepare/target")
+    source_data = load_domain(pretrained / "outputs/prepare/source")
+    source = SourceModel.load(pretrained / "outputs/pretrain/model")
+    factory = build.model_factory(cfg)
+    # each seed its own labelled training and validation subsets; labelled source data too
+    task = TargetTask(target, 1, 3, source_data=source_data)
+    arms = [build.arm(cfg, name, 4, s) for name in ("freeze_k", "l2sp", "scratch") for s in (0, 1)]
+
+    def dann():  # a discriminator per member, initialised as it would be alone
+        return {"ce": CrossEntropy(), "dann": DANN(hidden=16)}
+
+    finetune = build.arm(cfg, "finetune", 4, 0)
+    arms += [
+        dataclasses.replace(build.arm(cfg, "finetune", 4, s), name="dann", objectives=dann)
+        for s in (0, 1)
+    ]
+
+    class Noisy(CrossEntropy):
+        unvectorised = "draws random numbers"
+
+    arms.append(dataclasses.replace(finetune, name="noisy", objectives=lambda: {"ce": Noisy()}))
+
+    class DroppyDANN(DANN):  # dropout in the discriminator: members would share one generator
+        def setup(self, model):
+            super().setup(model)
+            self.discriminator.net.insert(2, nn.Dropout(0.5))
+
+    arms += [
+        dataclasses.replace(
+            build.arm(cfg, "finetune", 4, s),
+            name="droppy",
+            objectives=lambda: {"ce": CrossEntropy(), "dann": DroppyDANN(hidden=16)},
+        )
+        for s in (0, 1)
+    ]
+    kw = {"trainer_kwargs": QUIET}
+    alone = [train_arm(a, task, factory, source, cache=PrefixCache(), **kw) for a in arms]
+    with caplog.at_level(logging.INFO, logger="pipeline.transfer.train"):
+        together = train_arms(arms, task, factory, source, cache=PrefixCache(), **kw)
+    assert (
+        "arm noisy, seed 0 trains alone: objective ce (Noisy) draws random numbers" in caplog.text
+    )
+    for seed in (0, 1):  # reads the source and unlabelled streams, but cannot share a loop
+        assert (
+            f"arm droppy, seed {seed} trains alone: objective layer dann.discriminator.net.2 "
+            "draws random numbers in training" in caplog.text
+        )
+    for arm, a, b in zip(arms, alone, together, strict=True):
+        assert a.best_epoch == b.best_epoch, arm.name
+        torch.testing.assert_close(
+            [h["val/acc"] for h in b.history], [h["val/acc"] for h in a.history]
+        )
+        # L2-SP pulls each to its own w0; DANN's discriminator and reversal are per member
+        assert _max_diff(a.model, b.model) < 1e-4, arm.name
+
+
+@pytest.mark.parametrize("ensembles", [True, False])
+def test_transfer_stage_keeps_one_mlflow_run_per_arm_and_seed(workspace, ensembles):
+    import json
+
+    from mlflow import MlflowClient
+
+    from stages import transfer, tune
+
+    overrides = ("tune.enabled=false", "transfer.run=[scratch,freeze_k,l2sp]", "transfer.seeds=3")
+    cfg = compose(*overrides, f"trainer.ensembles={str(ensembles).lower()}")
+    tune.run(cfg)
+    if not ensembles:  # one by one: the ensembles' numbers, within float tolerance
+        together = transfer.run(compose(*overrides))
+    metrics = transfer.run(cfg)
+    if not ensembles:
+        for arm in ("scratch", "freeze_k", "l2sp"):
+            assert metrics[arm]["val_acc"] == pytest.approx(together[arm]["val_acc"], abs=1e-6)
+    index = json.loads(Path("outputs/transfer/models/index.json").read_text())
+    client = MlflowClient()
+    runs = {(r["arm"], r["seed"]): client.get_run(r["run_id"]) for r in index["runs"]}
+    assert set(runs) == {(a, s) for a in ("scratch", "freeze_k", "l2sp") for s in (0, 1, 2)}
+    for (arm, seed), run in runs.items():
+        assert run.info.status == "FINISHED" and run.info.run_name == f"{arm}-seed{seed}"
+        assert run.data.tags["mlflow.parentRunId"] == index["run_id"]
+        assert run.data.tags["graftlab.seed"] == str(seed)
+        assert run.data.params["arm"] == arm
+        assert len(client.get_metric_history(run.info.run_id, "val/acc")) == cfg.transfer.epochs
+    losses = {
+        s: tuple(
+            m.value for m in client.get_metric_history(runs["l2sp", s].info.run_id, "train/loss")
+        )
+        for s in (0, 1, 2)
+    }
+    assert len(set(losses.values())) == 3  # each seed logged its own curve
+
+
+def test_a_diverging_ensemble_ends_every_seed_run_failed(workspace):
+    from mlflow import MlflowClient
+
+    from pipeline.errors import TrainingError
+    from stages import transfer, tune
+
+    cfg = compose("tune.enabled=false", "transfer.run=[scratch,freeze_k]", *DIVERGING_SCRATCH)
+    tune.run(cfg)
+    with pytest.raises(TrainingError, match=r"NaN/inf in epoch \d+ \(seed \d\)"):
+        transfer.run(cfg)
+    client = MlflowClient()
+    exp = client.get_experiment_by_name("graftlab")
+    (parent,) = client.search_runs(
+        [exp.experiment_id],
+        "attributes.run_name = 'transfer'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    children = client.search_runs(
+        [exp.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'"
+    )
+    assert parent.info.status == "FAILED"
+    assert len(children) == 2 * cfg.transfer.seeds
+    assert {c.info.status for c in children} == {"FAILED"}
+    assert not Path("outputs/transfer").exists()
