@@ -162,7 +162,8 @@ def test_unknown_validator_or_monitor_is_a_named_error_before_training(workspace
 
 def test_inductive_default_is_unchanged_by_the_setting_switch():
     cfg = compose()
-    assert cfg.setting.name == "inductive" and "monitor" not in cfg.transfer
+    assert cfg.setting.name == "inductive"
+    assert cfg.transfer.monitor == "val/acc" and cfg.transfer.steps_per_epoch is None
     assert build.arm_names(cfg) == ["scratch", "linear_probe", "freeze_k", "finetune", "l2sp"]
     assert build.arm(cfg, "freeze_k", 4, seed=0).settings.monitor == "val/acc"
     da = compose("setting=transductive")
