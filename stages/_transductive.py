@@ -3,7 +3,9 @@
 Scores every adapted model on the target test split, trains the target-trained oracle (reference
 line, nested MLflow runs), ranks the unsupervised validators against the test labels over every
 candidate (arm x seed x epoch, from the per-epoch predictions the transfer stage recorded without
-labels), and writes the report (pipeline/report/transductive.py), metrics.json and plots/arms.csv.
+labels), and ends like the inductive evaluate: metrics.json (the headline) and details.json,
+report/ (report.md, report.html with its figures inside, PNGs, summary.json) logged to MLflow with
+lineage links, plots/arms.csv, and the verdict and where to look printed last.
 """
 
 from __future__ import annotations
@@ -22,15 +24,16 @@ from pipeline.metrics.comparison import score_models
 from pipeline.metrics.feature_distance import feature_distances
 from pipeline.models.weights import load_model
 from pipeline.report import transductive as report
+from pipeline.report.headline import write_metrics
 from pipeline.selection.picks import candidates
+from pipeline.tracking import evaluation as track
 from pipeline.tracking.arm_runs import ArmRunner
-from pipeline.tracking.evaluation import log_evaluation_inputs
 from pipeline.tracking.lineage import stage_tags
 from pipeline.tracking.runs import log_scored
 from pipeline.transfer.source import SourceModel
 from pipeline.transfer.train import TargetTask, tensors
 from stages import _build as build
-from stages._files import PREDICTIONS, Layout, read_csv, read_json, write_csv, write_json
+from stages._files import PREDICTIONS, Layout, read_csv, read_ids, read_json, write_csv, write_json
 from stages._shell import stage_output, use_tracking
 
 STAGE = "evaluate"
@@ -65,7 +68,7 @@ def evaluate(cfg: DictConfig) -> dict:
             f"{paths.index} was written by a {index.get('setting', 'inductive')} transfer stage; "
             "re-run transfer with setting=transductive"
         )
-    cfg, _ = build.tuned_config(cfg, paths.best)
+    cfg, best = build.tuned_config(cfg, paths.best)
     factory, conf = build.model_factory(cfg), float(cfg.evaluate.confidence)
     names, chosen = list(cfg.setting.validators), str(cfg.setting.validator)
     baseline, oracle = index["baseline"], str(cfg.setting.oracle)
@@ -96,7 +99,7 @@ def evaluate(cfg: DictConfig) -> dict:
             y,
         )
         resolved = OmegaConf.to_container(cfg, resolve=True)
-        test = log_evaluation_inputs(resolved, target, paths.domain("target") / ARRAYS)
+        test = track.log_evaluation_inputs(resolved, target, paths.domain("target") / ARRAYS)
         log_scored(scored, test, {**tags, "graftlab.role": "score"})
         acc = {}
         for r in sorted(scored, key=lambda r: r.seed):
@@ -117,15 +120,16 @@ def evaluate(cfg: DictConfig) -> dict:
         )
         ev.domain = domain_scores(cfg, index["runs"], load, source, source_data, target, factory)
         report.write(ev, out / "report")
-        rows = [{"arm": a, "test_acc": iv.mean} for a, iv in ev.methods.items()]
-        write_csv(out / "plots" / "arms.csv", rows)
+        write_csv(out / "plots" / "arms.csv", report.arms_table(ev))
         metrics = ev.flat_metrics()
         write_json(out / "report" / "mlflow.json", {"run_id": run_.info.run_id})
-        write_json(out / "metrics.json", metrics)
-        mlflow.set_tag("graftlab.verdict", report.render(ev).split("\n")[2][:5000])
-        mlflow.log_metrics({k: float(v) for k, v in metrics.items() if isinstance(v, float | int)})
-        mlflow.log_artifacts(str(out / "report"), artifact_path="report")
-    print(report.render(ev).split("\n")[2])
+        write_metrics(out, metrics, report.HEADLINE)  # metrics.json (headline) and details.json
+        links = track.evaluation_links(index, best, source.ids, read_ids(paths.prepare_ids), target)
+        summary = report.verdict_paragraph(ev, bold=False)
+        mlflow.set_tag("graftlab.chosen", ", ".join(f"{a} epoch {e}" for a, e, _ in ev.chosen))
+        track.log_evaluation_results(metrics, ev.verdict, out / "report", summary, links)
+    print(summary)
+    print(track.where_to_look(paths.evaluate / "report", uri, experiment_id, run_.info.run_id))
     return metrics
 
 

@@ -143,7 +143,14 @@ def run(cfg: DictConfig) -> dict:
         write_csv(out / "history.csv", history)
         describe_transfer(experiment_id, names, len(seeds), source.ids, best.get("tune_run_id"))
     accs = ", ".join(f"{n} {metrics[n]['val_acc']:.3f}" for n in names)
-    print(f"transfer: val_acc {accs} (mean of {len(seeds)} seeds); models in {paths.transfer}")
+    if setting.transductive(cfg):  # no target label read yet: say what was measured, on what
+        name = str(OmegaConf.select(cfg, "transfer.monitor")).removeprefix("val/")
+        got = [n for n in names if "score" in metrics[n]]
+        val = ", ".join(f"{n} {metrics[n]['score']:.3f}" for n in got)
+        accs = f"source val acc {accs}" + (f"; val {name} {val}" if got else "")
+    else:
+        accs = f"val_acc {accs}"
+    print(f"transfer: {accs} (mean of {len(seeds)} seeds); models in {paths.transfer}")
     return metrics
 
 

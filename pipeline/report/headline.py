@@ -9,7 +9,7 @@ file is the only metrics file the pipeline declares, keys in reading order.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 # The answer first: how much transfer helped, how sure, and was it negative.
@@ -27,18 +27,18 @@ HEADLINE = (
 )
 
 
-def split_metrics(flat: Mapping[str, object]) -> tuple[dict, dict]:
-    """``(headline, details)``: the :data:`HEADLINE` keys present in ``flat`` in that order, and
-    the remaining keys in their original order."""
-    headline = {k: flat[k] for k in HEADLINE if k in flat}
+def split_metrics(flat: Mapping[str, object], keys: Sequence[str] = HEADLINE) -> tuple[dict, dict]:
+    """``(headline, details)``: the ``keys`` present in ``flat`` in that order, and the
+    remaining keys in their original order."""
+    headline = {k: flat[k] for k in keys if k in flat}
     details = {k: v for k, v in flat.items() if k not in headline}
     return headline, details
 
 
-def write_metrics(folder: Path, flat: Mapping[str, object]) -> dict:
-    """``metrics.json`` (headline, in :data:`HEADLINE` order) and ``details.json`` (the rest,
-    sorted) into ``folder``; return the headline."""
-    headline, details = split_metrics(flat)
+def write_metrics(folder: Path, flat: Mapping[str, object], keys: Sequence[str] = HEADLINE) -> dict:
+    """``metrics.json`` (the headline ``keys``, default :data:`HEADLINE`, in that order) and
+    ``details.json`` (the rest, sorted) into ``folder``; return the headline."""
+    headline, details = split_metrics(flat, keys)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "metrics.json").write_text(json.dumps(headline, indent=2) + "\n")
     (folder / "details.json").write_text(json.dumps(details, indent=2, sort_keys=True) + "\n")

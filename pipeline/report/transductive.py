@@ -1,4 +1,5 @@
-"""The transductive (domain adaptation) report: typed result in, markdown and JSON out.
+"""The transductive (domain adaptation) report: typed result in; headline metrics, markdown, HTML
+with its figures inside, and JSON out.
 
 A paper-style table (source only / each method / oracle, test accuracy with intervals over
 paired seeds), the negative-transfer verdict of every method against source only (Wang et al.,
@@ -18,6 +19,24 @@ from pathlib import Path
 from pipeline.metrics.intervals import Interval
 from pipeline.metrics.ntg import NTGResult, negative_transfer_gap
 from pipeline.selection.picks import Candidate, ValidatorResult, gap_closed, rank_validators
+
+# What `dvc metrics show` leads with (metrics.json): how much of the source-only-to-oracle gap the
+# model chosen without target labels closes, its accuracy, and the two reference accuracies. Every
+# other number goes to details.json (pipeline/report/headline.py).
+HEADLINE = (
+    "gap_closed",
+    "gap_closed_ci_low",
+    "gap_closed_ci_high",
+    "chosen.test_acc",
+    "chosen.test_acc_ci_low",
+    "chosen.test_acc_ci_high",
+    "chosen.regret",
+    "source_only.test_acc",
+    "oracle.test_acc",
+    "negative_transfer",
+    "inconclusive",
+    "seeds",
+)
 
 
 @dataclass
@@ -56,26 +75,58 @@ class TransductiveEvaluation:
     domain: dict[str, dict[str, float]] = field(default_factory=dict)
     candidates: int = 0
 
-    def flat_metrics(self) -> dict[str, float | str | None]:
-        """Flat keys for ``dvc metrics show`` and MLflow."""
-        m: dict[str, float | str | None] = {}
+    @property
+    def chosen_acc(self) -> Interval:
+        """Test accuracy of the models the chosen validator picked, over seeds."""
+        return Interval.of([acc for _, _, acc in self.chosen], self.confidence)
+
+    @property
+    def verdict(self) -> str:
+        """``positive`` / ``negative`` when the interval of the gap closed by the chosen models
+        lies wholly above / below 0 (better / worse than source only), else ``inconclusive``."""
+        g = self.gap_closed
+        if math.isfinite(g.low) and g.low > 0:
+            return "positive"
+        if math.isfinite(g.high) and g.high < 0:
+            return "negative"
+        return "inconclusive"
+
+    def flat_metrics(self) -> dict[str, float | bool | None]:
+        """Flat keys for ``dvc metrics show`` and MLflow: numbers and booleans only, non-finite
+        values as None; the :data:`HEADLINE` keys first."""
+        chosen, gap = self.chosen_acc, self.gap_closed
+        m: dict[str, float | bool | None] = {
+            "gap_closed": gap.mean,
+            "gap_closed_ci_low": gap.low,
+            "gap_closed_ci_high": gap.high,
+            "chosen.test_acc": chosen.mean,
+            "chosen.test_acc_ci_low": chosen.low,
+            "chosen.test_acc_ci_high": chosen.high,
+            "chosen.regret": self.validators[self.validator].regret.mean,
+            # fixed key names (not the configured arm names) so `dvc exp show` columns line up
+            "source_only.test_acc": self.methods[self.baseline].mean,
+            "oracle.test_acc": self.methods[self.oracle].mean,
+            "negative_transfer": self.verdict == "negative",
+            "inconclusive": self.verdict == "inconclusive",
+            "seeds": len(self.seeds),
+        }
         for arm, acc in self.methods.items():
-            m[f"{arm}.test_acc"] = acc.mean
+            m[f"arms.{arm}.test_acc"] = acc.mean
+            m[f"arms.{arm}.test_acc_ci_low"] = acc.low
+            m[f"arms.{arm}.test_acc_ci_high"] = acc.high
         for arm, g in self.ntg.items():
-            m[f"{arm}.ntg"] = g.mean
-            m[f"{arm}.negative_transfer"] = g.verdict
+            m[f"arms.{arm}.ntg"] = g.mean
+            m[f"arms.{arm}.negative_transfer"] = g.verdict == "negative"
+            m[f"arms.{arm}.inconclusive"] = g.verdict == "inconclusive"
         for name, v in self.validators.items():
             m[f"validator.{name}.picked_acc"] = v.picked.mean
             m[f"validator.{name}.regret"] = v.regret.mean
-            m[f"validator.{name}.spearman"] = _num(v.spearman)
-        m["chosen.test_acc"] = mean([acc for _, _, acc in self.chosen])
-        m["gap_closed"] = _num(self.gap_closed.mean)
-        m["gap_closed_low"] = _num(self.gap_closed.low)
-        m["gap_closed_high"] = _num(self.gap_closed.high)
+            m[f"validator.{name}.spearman"] = v.spearman
         for who, scores in self.domain.items():
             for k, v in scores.items():
                 m[f"domain.{who.replace(' ', '_')}.{k}"] = v
-        return m
+        m["candidates"] = self.candidates
+        return {k: _num(v) if isinstance(v, float) else v for k, v in m.items()}
 
     def to_dict(self) -> dict:
         return _jsonable(asdict(self))
@@ -124,11 +175,7 @@ def assess(
     )
 
 
-def mean(values: list[float]) -> float:
-    return float(sum(values) / len(values)) if values else math.nan
-
-
-def _num(x: float) -> float | None:
+def _num(x: float) -> float | None:  # JSON has no NaN/inf: null, as the inductive metrics
     return x if math.isfinite(x) else None
 
 
@@ -156,19 +203,37 @@ def _interval(iv: Interval, scale: float = 100.0, sign: bool = False) -> str:
     return f"{mid} [{scale * iv.low:{fmt}}, {scale * iv.high:{fmt}}]"
 
 
+def verdict_paragraph(ev: TransductiveEvaluation, bold: bool = True) -> str:
+    """The report's opening paragraph (also the console's and MLflow's summary)."""
+    level = f"{100 * ev.confidence:.0f}%"
+    picks = ", ".join(f"{arm} (epoch {ep}, {_pct(acc)}%)" for arm, ep, acc in ev.chosen)
+    mark = "**" if bold else ""
+    return (
+        f"Chosen without target labels by `{ev.validator}` (method and stopping epoch, per seed): "
+        f"{picks}; target test accuracy {_interval(ev.chosen_acc)}%. It closes "
+        f"{mark}{_interval(ev.gap_closed)}%{mark} ({level} interval over {len(ev.seeds)} seeds) "
+        f"of the gap between {ev.baseline} ({_pct(ev.methods[ev.baseline].mean)}%) and the "
+        f"target-trained {ev.oracle} ({_pct(ev.methods[ev.oracle].mean)}%): "
+        f"{VERDICT_TEXT[ev.verdict]}."
+    )
+
+
+VERDICT_TEXT = {
+    "positive": "adaptation helped",
+    "negative": "adaptation hurt (worse than source only)",
+    "inconclusive": "not distinguishable from source only at this many seeds",
+}
+FIGURES = {"methods": "methods.png", "validators": "validators.png"}
+
+
 def render(ev: TransductiveEvaluation) -> str:
     """The report as markdown; its first paragraph is the verdict."""
     level = f"{100 * ev.confidence:.0f}%"
     n = len(ev.seeds)
-    picks = ", ".join(f"{arm} (epoch {ep}, {_pct(acc)}%)" for arm, ep, acc in ev.chosen)
-    gap = ev.gap_closed
     lines = [
         f"# Transductive transfer: {ev.source} -> {ev.target}",
         "",
-        f"Chosen without target labels by `{ev.validator}` (method and stopping epoch, per seed): "
-        f"{picks}. It closes **{_interval(gap)}%** ({level} interval over {n} seeds) of the gap "
-        f"between {ev.baseline} ({_pct(ev.methods[ev.baseline].mean)}%) and the target-trained "
-        f"{ev.oracle} ({_pct(ev.methods[ev.oracle].mean)}%).",
+        verdict_paragraph(ev),
         "",
         "No target label was read before this stage: hyperparameters, stopping epochs and the "
         "method were chosen by unsupervised validators; test labels are scored here only. The "
@@ -185,6 +250,8 @@ def render(ev: TransductiveEvaluation) -> str:
         verdict = (g.verdict + " transfer") if g else ("reference" if arm == ev.oracle else "")
         lines.append(f"| {arm} | {_interval(acc)} | {ntg} | {verdict} |")
     lines += [
+        "",
+        f"![Target test accuracy per method, mean and {level} interval]({FIGURES['methods']})",
         "",
         f"NTG = test error of the method minus that of {ev.baseline}, paired by seed (Wang et "
         "al., CVPR 2019): negative transfer when the whole interval lies above 0.",
@@ -207,6 +274,9 @@ def render(ev: TransductiveEvaluation) -> str:
         "",
         "The oracle pick is the candidate with the best *test* accuracy: what selection with "
         "target labels would get. Higher validator scores are better for every validator.",
+        "",
+        f"![Test accuracy of the model each validator picks vs the oracle pick]"
+        f"({FIGURES['validators']})",
     ]
     if ev.domain:
         lines += [
@@ -221,8 +291,63 @@ def render(ev: TransductiveEvaluation) -> str:
     return "\n".join(lines) + "\n"
 
 
+def arms_table(ev: TransductiveEvaluation) -> list[dict]:
+    """``plots/arms.csv``: test accuracy per arm with its interval bounds (as the inductive)."""
+    return [
+        {"arm": a, "test_acc": iv.mean, "test_acc_low": iv.low, "test_acc_high": iv.high}
+        for a, iv in ev.methods.items()
+    ]
+
+
+def _bars(ax, names: list[str], ivs: list[Interval], offset: float, width: float, **kw) -> None:
+    """Bars of interval means with error bars (none where the interval is not finite)."""
+    means = [iv.mean for iv in ivs]
+    err = [
+        [m - iv.low if math.isfinite(iv.low) else 0 for m, iv in zip(means, ivs, strict=True)],
+        [iv.high - m if math.isfinite(iv.high) else 0 for m, iv in zip(means, ivs, strict=True)],
+    ]
+    ax.bar([i + offset for i in range(len(names))], means, width, yerr=err, capsize=3, **kw)
+
+
+def plot(ev: TransductiveEvaluation, folder: Path) -> None:
+    """The report's figures (PNG, matplotlib's Agg backend via :mod:`pipeline.report.plots`)."""
+    from pipeline.report.plots import plt  # imported there with the Agg backend selected
+
+    def _save(fig, path: Path) -> None:
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+
+    level, n = round(100 * ev.confidence), len(ev.seeds)
+    names = list(ev.methods)
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    colors = ["tab:gray" if a in (ev.baseline, ev.oracle) else "tab:blue" for a in names]
+    _bars(ax, names, [ev.methods[a] for a in names], 0, 0.8, color=colors)
+    ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
+    ax.set_ylabel("target test accuracy")
+    ax.set_ylim(0, 1)
+    ax.set_title(f"Methods: mean and {level}% CI over {n} paired seeds (grey: references)")
+    _save(fig, folder / FIGURES["methods"])
+
+    names = list(ev.validators)
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    _bars(ax, names, [ev.validators[v].picked for v in names], -0.2, 0.4, label="validator pick")
+    _bars(ax, names, [ev.validators[v].best for v in names], 0.2, 0.4, label="oracle pick")
+    ax.set_xticks(range(len(names)), names)
+    ax.set_ylabel("target test accuracy")
+    ax.set_ylim(0, 1)
+    ax.set_title(f"Selection without target labels ({ev.candidates} candidates)")
+    ax.legend(fontsize=8, loc="lower right")
+    _save(fig, folder / FIGURES["validators"])
+
+
 def write(ev: TransductiveEvaluation, folder: Path) -> None:
-    """``report.md`` and ``summary.json`` into ``folder``."""
+    """``report.md``, its PNG figures, ``report.html`` (both in one file) and ``summary.json``
+    into ``folder``, like the inductive report (:func:`pipeline.report.write_report`)."""
+    from pipeline.report.html import write_html
+
     folder.mkdir(parents=True, exist_ok=True)
+    plot(ev, folder)
     (folder / "report.md").write_text(render(ev))
+    write_html(folder)
     (folder / "summary.json").write_text(json.dumps(ev.to_dict(), indent=2, sort_keys=True) + "\n")
