@@ -150,7 +150,8 @@ def run(cfg: DictConfig) -> dict:
         accs = f"source val acc {accs}" + (f"; val {name} {val}" if got else "")
     else:
         accs = f"val_acc {accs}"
-    print(f"transfer: {accs} (mean of {len(seeds)} seeds); models in {paths.transfer}")
+    over = f"mean of {len(seeds)} seeds" if len(seeds) > 1 else "1 seed"
+    print(f"transfer: {accs} ({over}); models in {paths.transfer}")
     return metrics
 
 

@@ -182,3 +182,23 @@ def test_a_positive_verdict_states_supported_savings_with_intervals_and_flags_ga
     assert "the source helps" in text and "+30.7 points" in text  # (0.30 + 0.30 + 0.32) / 3
     assert "Scratch needs 4.5 more labels per class (95% CI" in text
     assert "sooner" not in text and "on 1 of 3 seeds" in text
+
+
+def test_the_label_section_names_capped_budgets_and_matches_the_first_paragraph():
+    from pipeline.report.markdown import _label_section, verdict_paragraph
+
+    rows = label_curve(_arm, _arm, [1, 5, 50], 20, [0, 1, 2], lambda arms, n: [n / 40] * len(arms))
+    ev = _evaluation(
+        [0.80, 0.82, 0.81],
+        [0.50, 0.52, 0.49],
+        scratch_equivalent=PerSeed((5.0, 6.0, 5.5)),
+        label_efficiency=rows,
+        label_budgets_capped=(50,),
+    )
+    text = "\n".join(_label_section(ev))
+    assert "Requested budgets 50 exceed the smallest target class and are drawn at 20" in text
+    # the section gives the labels scratch needs (5.5), the first paragraph those beyond 1 (4.5)
+    assert "scratch needs to match t at 1 (the first paragraph states it as labels more" in text
+    assert "mean 5.5" in text and "4.5 more labels per class" in verdict_paragraph(ev)
+    ev.label_budgets_capped = ()
+    assert "Requested budgets" not in "\n".join(_label_section(ev))

@@ -66,6 +66,12 @@ def test_missing_corrupt_and_mismatched_checkpoints_name_the_file(tmp_path):
     (tmp_path / "bad.safetensors").write_bytes(b"not a safetensors file")
     with pytest.raises(CheckpointError, match="bad.safetensors: corrupt"):
         load_state_dict(tmp_path / "bad.safetensors")
+    for name, data in (("garbage.pth", b"\x80\x02 not a checkpoint" * 8), ("empty.pt", b"")):
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(CheckpointError, match=f"{name}: corrupt") as err:
+            load_state_dict(tmp_path / name)
+        # one line, and never the advice to unpickle the file with weights_only=False
+        assert "\n" not in str(err.value) and "False" not in str(err.value)
     save_weights(small_cnn(10, width=8), tmp_path / "w8.safetensors")
     state = load_state_dict(tmp_path / "w8.safetensors")
     with pytest.raises(CheckpointError, match=r"w8.safetensors: groups\.0\.0\.weight has shape"):

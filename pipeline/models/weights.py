@@ -65,7 +65,13 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
         EOFError,
         pickle.UnpicklingError,
     ) as err:
-        raise CheckpointError(path, f"corrupt or unreadable checkpoint ({err})") from err
+        if isinstance(err, pickle.UnpicklingError):
+            # torch's text advises weights_only=False: never for a file that fails this check
+            why = "torch.load(weights_only=True) refused it; it is not unpickled any other way"
+        else:
+            why = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        detail = f"{type(err).__name__}: {why}" if why else type(err).__name__
+        raise CheckpointError(path, f"corrupt or unreadable checkpoint ({detail})") from err
     if isinstance(obj, dict) and "state_dict" in obj:
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):

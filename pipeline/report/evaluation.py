@@ -3,6 +3,7 @@ large-validation comparison; arms are built by the caller (``arm_for[name](seed)
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 
 import torch
@@ -23,6 +24,9 @@ from pipeline.transfer.curves import Accuracy, freeze_depth_curve, label_curve, 
 from pipeline.transfer.source import SourceModel
 
 ArmFor = dict[str, Callable[[int], Arm]]
+
+
+log = logging.getLogger(__name__)
 
 
 def add_curves(
@@ -54,6 +58,15 @@ def add_curves(
         accuracy,
     )
     ev.label_efficiency = rows
+    ev.label_budgets_capped = tuple(sorted({int(b) for b in budgets if b > smallest_class}))
+    if ev.label_budgets_capped:
+        log.warning(
+            "label curve: budgets %s exceed the smallest target class (%d training images): "
+            "drawn at %d",
+            list(ev.label_budgets_capped),
+            smallest_class,
+            smallest_class,
+        )
     x = [r.labels_per_class for r in rows]
     per_seed = range(len(label_seeds))
     transfer = [[r.transfer[i] for r in rows] for i in per_seed]

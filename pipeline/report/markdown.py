@@ -178,7 +178,13 @@ def _label_section(s: Evaluation) -> list[str]:
         "## Label efficiency",
         "",
         f"Test accuracy over {n} paired seeds ({_seeds(s, n)}) at each training budget (the "
-        "validation budget stays the same).",
+        "validation budget stays the same)."
+        + (
+            f" Requested budgets {', '.join(map(str, s.label_budgets_capped))} exceed the "
+            f"smallest target class and are drawn at {rows[-1].labels_per_class}, its size."
+            if s.label_budgets_capped
+            else ""
+        ),
         "",
         f"| labels per class | {s.primary} % | {s.baseline} % |",
         "|---|---|---|",
@@ -192,7 +198,12 @@ def _label_section(s: Evaluation) -> list[str]:
         )
     for label, per_seed in (
         ("Labels per class transfer saves to reach scratch's best on the curve", s.labels_saved),
-        (f"Labels per class scratch needs to match {s.primary}", s.scratch_equivalent),
+        (
+            f"Labels per class scratch needs to match {s.primary} at "
+            f"{s.labels_per_class} (the first paragraph states it as labels more than "
+            f"{s.labels_per_class})",
+            s.scratch_equivalent,
+        ),
     ):
         if per_seed is not None:
             out += ["", f"{label}: " + _per_seed_text(s, per_seed)]

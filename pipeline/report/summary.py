@@ -100,6 +100,8 @@ class Evaluation:
             minus the epochs the primary arm needs.
         freeze_depth: The freeze-depth curve, if computed.
         label_efficiency: The label-efficiency curve, if computed.
+        label_budgets_capped: Requested label budgets above the smallest target class, drawn at
+            that class's size instead.
         labels_saved: Per seed, labels per class transfer saves to reach scratch's best on the
             label curve.
         scratch_equivalent: Per seed, labels per class scratch needs to match the primary arm.
@@ -128,6 +130,7 @@ class Evaluation:
     epochs_saved: PerSeed | None = None
     freeze_depth: list[DepthPoint] | None = None
     label_efficiency: list[LabelPoint] | None = None
+    label_budgets_capped: tuple[int, ...] = ()
     labels_saved: PerSeed | None = None
     scratch_equivalent: PerSeed | None = None
     scores: list[ScoreComparison] | None = None

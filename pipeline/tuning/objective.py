@@ -83,7 +83,7 @@ def trial_objective(
             return value
         except BaseException as err:
             if type(err).__name__ == "TrialPruned":
-                status, state = "KILLED", "PRUNED"
+                status, state = "FINISHED", "PRUNED"  # a normal end, told apart by the tag
             raise
         finally:
             logger.set_tags({"optuna.state": state})
