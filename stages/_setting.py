@@ -108,3 +108,30 @@ def scored(cfg: DictConfig, task: TargetTask, train: Callable) -> Callable:
         return train(arms, logger=logger, callbacks=(*scores(), *callbacks))
 
     return run
+
+
+def arm_metrics(rows: list[dict], names: list[str]) -> dict:
+    """Per arm, the mean best validation accuracy over its seeds, and (transductive) the mean
+    validator score at the kept epochs."""
+    metrics = {}
+    for n in names:
+        mine = [r for r in rows if r["arm"] == n]
+        metrics[n] = {"val_acc": float(np.mean([r["best_val_acc"] for r in mine]))}
+        if scores := [r["best_score"] for r in mine if r.get("best_score")]:
+            metrics[n]["score"] = float(np.mean(scores))
+    return metrics
+
+
+def summary(cfg: DictConfig, metrics: dict, names: list[str]) -> str:
+    """The transfer stage's console summary; transductively it says the accuracy is the
+    source's (no target label has been read) and gives the validator's score."""
+    accs = ", ".join(f"{n} {metrics[n]['val_acc']:.3f}" for n in names)
+    if transductive(cfg):
+        name = str(OmegaConf.select(cfg, "transfer.monitor")).removeprefix("val/")
+        got = [n for n in names if "score" in metrics[n]]
+        val = ", ".join(f"{n} {metrics[n]['score']:.3f}" for n in got)
+        accs = f"source val acc {accs}" + (f"; val {name} {val}" if got else "")
+    else:
+        accs = f"val_acc {accs}"
+    seeds = metrics["seeds"]
+    return f"{accs} ({f'mean of {seeds} seeds' if seeds > 1 else '1 seed'})"

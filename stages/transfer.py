@@ -113,14 +113,10 @@ def run(cfg: DictConfig) -> dict:
             history += rows_h
             for cb in scores:  # per-epoch predictions on the unlabelled target test inputs
                 predictions[f"{arm.name}/seed{arm.settings.seed}"] = np.stack(cb.predictions)
-        metrics = {
-            n: {"val_acc": float(np.mean([r["best_val_acc"] for r in rows if r["arm"] == n]))}
-            for n in names
+        metrics = setting.arm_metrics(rows, names) | {
+            "labels_per_class": labels,
+            "seeds": len(seeds),
         }
-        for n in names:  # the validator's score at the kept epochs (transductive)
-            if scores := [r["best_score"] for r in rows if r["arm"] == n and r.get("best_score")]:
-                metrics[n]["score"] = float(np.mean(scores))
-        metrics |= {"labels_per_class": labels, "seeds": len(seeds)}
         index = {
             "run_id": parent.info.run_id,
             "experiment_id": experiment_id,
@@ -142,16 +138,7 @@ def run(cfg: DictConfig) -> dict:
         write_json(out / "metrics.json", metrics)
         write_csv(out / "history.csv", history)
         describe_transfer(experiment_id, names, len(seeds), source.ids, best.get("tune_run_id"))
-    accs = ", ".join(f"{n} {metrics[n]['val_acc']:.3f}" for n in names)
-    if setting.transductive(cfg):  # no target label read yet: say what was measured, on what
-        name = str(OmegaConf.select(cfg, "transfer.monitor")).removeprefix("val/")
-        got = [n for n in names if "score" in metrics[n]]
-        val = ", ".join(f"{n} {metrics[n]['score']:.3f}" for n in got)
-        accs = f"source val acc {accs}" + (f"; val {name} {val}" if got else "")
-    else:
-        accs = f"val_acc {accs}"
-    over = f"mean of {len(seeds)} seeds" if len(seeds) > 1 else "1 seed"
-    print(f"transfer: {accs} ({over}); models in {paths.transfer}")
+    print(f"transfer: {setting.summary(cfg, metrics, names)}; models in {paths.transfer}")
     return metrics
 
 
