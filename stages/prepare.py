@@ -56,7 +56,12 @@ def run(cfg: DictConfig) -> dict:
         mlflow.log_metrics(metrics)
         write_json(out / PREPARE_IDS, ids)
     DecodeCache(Path(cfg.paths.decoded)).prune(started)
-    Path(cfg.paths.decoded).mkdir(parents=True, exist_ok=True)  # a DVC output, even if empty
+    decoded = Path(cfg.paths.decoded)
+    decoded.mkdir(parents=True, exist_ok=True)  # a DVC output: never empty, or DVC warns
+    (decoded / "README.txt").write_text(
+        "Images prepare decoded from files on disk (ImageFolder, torchvision formats), one\n"
+        "folder per source; kept between runs and pruned to what the current data uses.\n"
+    )
     print(f"prepare: {source.name} and {target.name} in {paths.prepare}")
     return metrics
 

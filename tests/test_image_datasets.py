@@ -23,6 +23,11 @@ from tests import formats
 from tests.conftest import compose, write_params
 
 
+def _entries(folder) -> list:
+    """The decode cache's entries (one folder per decoded dataset; its README is not one)."""
+    return [p for p in Path(folder).glob("*") if p.is_dir()]
+
+
 def _folder(root: Path, **kw) -> Domain:
     args = {"image_size": 16, "channels": 1, "seed": 0, "val_per_class": 2, "workers": 0}
     return make_imagefolder_domain(root=str(root), **{**args, **kw})
@@ -144,7 +149,7 @@ def test_second_prepare_reads_the_cache_and_a_changed_file_is_decoded_again(work
     monkeypatch.setattr(folder_module, "decode", lambda *a, **k: decoded.append(1) or real(*a, **k))
     prepare.run(cfg)
     first = json.loads(Path("outputs/prepare/target/card.json").read_text())
-    (entry,) = Path("outputs/decoded").iterdir()
+    (entry,) = _entries("outputs/decoded")
     prepare.run(cfg)
     assert len(decoded) == 1
     assert json.loads(Path("outputs/prepare/target/card.json").read_text()) == first
@@ -152,12 +157,12 @@ def test_second_prepare_reads_the_cache_and_a_changed_file_is_decoded_again(work
     Image.new("L", (20, 20), 255).save(workdir / "imgs" / "c0" / "0000.png")
     prepare.run(cfg)
     assert len(decoded) == 2
-    (new,) = Path("outputs/decoded").iterdir()
+    (new,) = _entries("outputs/decoded")
     assert new.name != entry.name
     assert json.loads(Path("outputs/prepare/target/card.json").read_text()) != first
     # a dataset that reads nothing from disk leaves the cache empty
     prepare.run(compose("data.source.n_train=100"))
-    assert not list(Path("outputs/decoded").iterdir())
+    assert not list(_entries("outputs/decoded"))
 
 
 def test_source_and_target_classes_are_matched_by_name(tmp_path, monkeypatch):
@@ -236,7 +241,7 @@ def test_bad_image_folders_fail_naming_the_file_before_anything_is_written(
         prepare.run(cfg)
     assert str(err.value).startswith(str(bad))
     assert not Path("outputs/prepare").exists()
-    assert not list(Path("outputs/decoded").glob("*"))
+    assert not list(_entries("outputs/decoded"))
 
 
 def test_missing_root_and_too_little_memory_fail_before_decoding(workdir, monkeypatch):

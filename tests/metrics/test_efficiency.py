@@ -77,3 +77,46 @@ def test_epochs_saved_counts_seeds_that_never_reach_instead_of_dropping_them():
     saved = epochs_saved(rows, "t", "s")
     assert saved.values[0] == 2.0 and math.isnan(saved.values[1])
     assert saved.interval(0.95) is None
+
+
+def test_mismatched_seed_lists_are_refused_not_truncated():
+    with pytest.raises(ValueError):
+        labels_saved([1, 2], [[0.5, 0.6], [0.4, 0.7]], [[0.3, 0.5]])
+    with pytest.raises(ValueError):
+        scratch_equivalent([1, 2], [[0.3, 0.5]], [0.4, 0.45])
+
+
+def test_epochs_saved_skips_a_seed_missing_an_arm_and_goes_on():
+    rows = [{"arm": "t", "seed": 0, "epoch": e, "val_acc": 0.5} for e in range(3)]
+    for arm, accs in (("t", [0.6, 0.8, 0.8]), ("s", [0.2, 0.4, 0.8])):
+        rows += [{"arm": arm, "seed": 1, "epoch": e, "val_acc": a} for e, a in enumerate(accs)]
+    # seed 0 has no scratch rows: no value for it, and seed 1 is still counted (2 - 1 epochs)
+    assert epochs_saved(rows, "t", "s").values == (1.0,)
+
+
+def test_the_interval_uses_the_confidence_asked_for():
+    from pipeline.metrics.intervals import Interval, mean_interval
+
+    values = (1.0, 2.0, 4.0)
+    narrow, wide = mean_interval(values, 0.5), mean_interval(values)
+    assert wide == mean_interval(values, 0.95) and narrow[2] - narrow[1] < wide[2] - wide[1]
+    assert (Interval.of(values, 0.5).low, Interval.of(values, 0.5).high) == narrow[1:]
+    assert PerSeed(values).interval(0.5) == Interval.of(values, 0.5)
+
+
+@pytest.mark.parametrize(
+    ("values", "confidence", "message"),
+    [
+        ([], 0.95, "values must be a non-empty 1-D sequence"),
+        ([[1.0, 2.0]], 0.95, "values must be a non-empty 1-D sequence"),
+        ([1.0, 2.0], 0.0, "confidence must be in (0, 1), got 0.0"),
+        ([1.0, 2.0], 1.0, "confidence must be in (0, 1), got 1.0"),
+        ([1.0, 2.0], 1.5, "confidence must be in (0, 1), got 1.5"),
+    ],
+)
+def test_mean_interval_refuses_what_has_no_interval(values, confidence, message):
+    from pipeline.metrics.intervals import mean_interval
+
+    with pytest.raises(ValueError) as err:
+        mean_interval(values, confidence)
+    assert str(err.value) == message
