@@ -1,7 +1,7 @@
 """Mutation testing: do the tests tell right from wrong in the statistics and splitting code?
 
     pip install -e ".[mutation]"
-    python tests/benchmarks/mutation.py                  # everything in MUTATE (tens of minutes)
+    python tests/benchmarks/mutation.py                  # everything in MUTATE (~5 min on 2 cores)
     python tests/benchmarks/mutation.py --only 'pipeline/data/*' --max-children 2
 
 Not collected by pytest and not run in CI: it runs the tests hundreds of times. mutmut

@@ -207,3 +207,24 @@ def test_depth_ranking_ranks_the_gain_over_the_reference_at_every_depth():
     # a reference identical to the source gains nothing at any depth: nothing to rank
     same = depth_ranking(source, lambda seed: _net(0), budgets, realised)
     assert all(np.isnan(v) for v in same.values())
+
+
+def test_the_domain_comparison_is_repeatable_by_its_seed():
+    # same distribution: the permutation test's p-value is spread over (0, 1], so a comparison
+    # that dropped its seed would not repeat it
+    rng = np.random.default_rng(5)
+    target = Split(rng.normal(size=(12, 1, 8, 8)).astype(np.float32))
+    images = Split(rng.normal(size=(12, 1, 8, 8)).astype(np.float32))
+    source, reference = _net(0), _net(1)
+
+    def p_values(seed: int) -> tuple[float, float]:
+        out = compare_domain_scores(
+            source, reference, target, images, max_samples=12, permutations=200, seed=seed
+        )
+        (p,) = (c for c in out if c.name == "mmd_p_value")
+        return p.source.mean, p.reference.mean
+
+    xs, xt = equal_samples(images.x, target.x, 12, 4)
+    fs, ft = (_outputs(source, x)[1] for x in (xs, xt))
+    expected = domain_scores(fs, ft, permutations=200, seed=4)["mmd_p_value"]
+    assert 0.05 < expected < 1.0 and p_values(4)[0] == expected and p_values(4) == p_values(4)
