@@ -53,6 +53,11 @@ def compose(*overrides: str, tiny: bool = True) -> DictConfig:
     return OmegaConf.create(compose_conf([*(TINY if tiny else []), *overrides]))
 
 
+def decode_entries(folder: Path | str) -> list[Path]:
+    """The decode cache's entries (one folder per decoded dataset; its README is not one)."""
+    return [p for p in Path(folder).glob("*") if p.is_dir()]
+
+
 def write_params(folder: Path, cfg: DictConfig) -> None:
     (folder / "params.yaml").write_text(OmegaConf.to_yaml(cfg))
 

@@ -81,23 +81,8 @@ def test_pairing_needs_the_same_seeds():
 
 
 def test_flat_metrics_carry_the_headline_and_turn_non_finite_values_into_null():
-    scored = _scored("t", [0.8]) + _scored("s", [0.5])
-    arms = summarise_arms(scored, 0.95)
     leep = ScoreComparison("leep", "higher", *(Interval.of([v]) for v in (-0.5, -0.9, 0.4)))
-    ev = Evaluation(
-        source="a",
-        target="b",
-        budget="1 train",
-        labels_per_class=1,
-        confidence=0.95,
-        primary="t",
-        baseline="s",
-        arms=arms,
-        ntg=gaps(arms, "s", 0.95),
-        gain=paired_gain(arms["t"], arms["s"], 0.95),
-        scores=[leep],
-        epochs_saved=PerSeed((3.0, math.nan)),
-    )
+    ev = _evaluation([0.8], [0.5], scores=[leep], epochs_saved=PerSeed((3.0, math.nan)))
     m = ev.flat_metrics()
     assert m["transfer_gain"] == pytest.approx(0.3)
     assert m["transfer_gain_ci_low"] is None and m["transfer_gain_ci_high"] is None  # one seed

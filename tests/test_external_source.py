@@ -26,13 +26,7 @@ from safetensors.numpy import load_file
 from pipeline.errors import CheckpointError, ConfigError
 from stages import evaluate, prepare, pretrain, transfer, tune
 from tests import formats
-from tests.conftest import compose, write_params
-
-
-def _entries(folder) -> list:
-    """The decode cache's entries (one folder per decoded dataset; its README is not one)."""
-    return [p for p in Path(folder).glob("*") if p.is_dir()]
-
+from tests.conftest import compose, decode_entries, write_params
 
 TINY_VIT = {"img_size": 32, "patch_size": 8, "depth": 2, "embed_dim": 48, "num_heads": 3}
 ARCH = "vit_tiny_patch16_224"
@@ -140,7 +134,7 @@ def test_transfer_model_loads_as_a_pyfunc_and_reads_image_files_like_prepare(ext
     row = next(r for r in index["runs"] if r["arm"] == "freeze_k")
     model = mlflow.pyfunc.load_model(f"models:/{row['model_id']}")
     # the decode cache holds the images exactly as prepare decoded them, in file order
-    (entry,) = _entries(root / "outputs/decoded")
+    (entry,) = decode_entries(root / "outputs/decoded")
     files = json.loads((entry / "index.json").read_text())["files"]
     cached = load_file(str(entry / "arrays.safetensors"))["x"]
     batch = pd.DataFrame({"image": [(root / "shapes" / f).read_bytes() for f in files]})

@@ -20,12 +20,7 @@ from pipeline.data.images.transforms import to_channels
 from pipeline.errors import ConfigError, DataError
 from stages import prepare
 from tests import formats
-from tests.conftest import compose, write_params
-
-
-def _entries(folder) -> list:
-    """The decode cache's entries (one folder per decoded dataset; its README is not one)."""
-    return [p for p in Path(folder).glob("*") if p.is_dir()]
+from tests.conftest import compose, decode_entries, write_params
 
 
 def _folder(root: Path, **kw) -> Domain:
@@ -149,7 +144,7 @@ def test_second_prepare_reads_the_cache_and_a_changed_file_is_decoded_again(work
     monkeypatch.setattr(folder_module, "decode", lambda *a, **k: decoded.append(1) or real(*a, **k))
     prepare.run(cfg)
     first = json.loads(Path("outputs/prepare/target/card.json").read_text())
-    (entry,) = _entries("outputs/decoded")
+    (entry,) = decode_entries("outputs/decoded")
     prepare.run(cfg)
     assert len(decoded) == 1
     assert json.loads(Path("outputs/prepare/target/card.json").read_text()) == first
@@ -157,12 +152,12 @@ def test_second_prepare_reads_the_cache_and_a_changed_file_is_decoded_again(work
     Image.new("L", (20, 20), 255).save(workdir / "imgs" / "c0" / "0000.png")
     prepare.run(cfg)
     assert len(decoded) == 2
-    (new,) = _entries("outputs/decoded")
+    (new,) = decode_entries("outputs/decoded")
     assert new.name != entry.name
     assert json.loads(Path("outputs/prepare/target/card.json").read_text()) != first
     # a dataset that reads nothing from disk leaves the cache empty
     prepare.run(compose("data.source.n_train=100"))
-    assert not list(_entries("outputs/decoded"))
+    assert not list(decode_entries("outputs/decoded"))
 
 
 def test_source_and_target_classes_are_matched_by_name(tmp_path, monkeypatch):
@@ -241,7 +236,7 @@ def test_bad_image_folders_fail_naming_the_file_before_anything_is_written(
         prepare.run(cfg)
     assert str(err.value).startswith(str(bad))
     assert not Path("outputs/prepare").exists()
-    assert not list(_entries("outputs/decoded"))
+    assert not list(decode_entries("outputs/decoded"))
 
 
 def test_missing_root_and_too_little_memory_fail_before_decoding(workdir, monkeypatch):
