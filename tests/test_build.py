@@ -31,3 +31,24 @@ def test_the_input_probe_names_a_resolution_the_backbone_cannot_take():
     with pytest.raises(ConfigError, match=r"model\._target_.*shape \(3, 16, 16\)"):
         check_input(model, (3, 16, 16), "pipeline.models.small_cnn.small_cnn")
     assert _modes(model) == before
+
+
+def test_fit_trains_a_network_the_caller_left_in_eval_mode():
+    # the mode is fit's to set: trainable BatchNorm layers update their statistics, frozen
+    # groups keep theirs, whatever mode the network arrived in
+    from pipeline.transfer.fit import fit
+    from pipeline.transfer.settings import FitSettings
+
+    torch.manual_seed(0)
+    model = small_cnn(3).eval()
+    bns = [
+        next(m for m in g.modules() if isinstance(m, torch.nn.BatchNorm2d)) for g in model.groups
+    ]
+    before = [bn.running_mean.clone() for bn in bns]
+    x, y = torch.randn(12, 1, 16, 16) + 1.0, torch.arange(12) % 3
+    settings = FitSettings(epochs=1, batch_size=4, head_lr=0.01, backbone_lr=0.01, freeze_groups=1)
+    fit(model, (x, y), (x, y), settings, trainer_kwargs={"enable_progress_bar": False})
+    assert torch.equal(bns[0].running_mean, before[0])
+    assert all(
+        not torch.equal(bn.running_mean, b) for bn, b in zip(bns[1:], before[1:], strict=True)
+    )

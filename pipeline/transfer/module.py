@@ -76,8 +76,9 @@ class TransferModule(L.LightningModule):
         self.frozen = self.settings[0].freeze_groups
         for member in self.members:
             freeze(member, self.frozen)
-        if wide is not None:
-            keep_frozen_eval(wide, self.frozen)
+        # training mode whatever mode the caller left the networks in (Lightning keeps each
+        # module's mode at fit start), frozen groups in eval
+        self.train()
         s = len(self.members)
         self._sums = torch.zeros(s, 3)
         self._val_sums = torch.zeros(s, 3)
@@ -90,8 +91,8 @@ class TransferModule(L.LightningModule):
             link(self.wide)
 
     def train(self, mode: bool = True) -> TransferModule:
-        # Lightning calls .train() on the whole module at every epoch; frozen groups must stay in
-        # eval mode or their BatchNorm running statistics would drift to the target data.
+        # Frozen groups stay in eval mode, or their BatchNorm running statistics would drift to
+        # the target data (Lightning restores each module's own mode after validation).
         if self.wide is None:
             super().train(mode)
             nets = self.members
