@@ -28,10 +28,11 @@ from tests.faults.conftest import (
 
 NO_TUNE = ("tune.enabled=false", *SMALL_TRANSFER)
 LONG_TRANSFER = (*NO_TUNE, "transfer.epochs=3000")  # minutes: an interrupt lands mid-arm
-# trials long enough to be interrupted inside one
+# trials long enough to be interrupted inside one (a trial's paired subsets train as one
+# ensemble: 300 epochs could end before the signal arrived, leaving a FINISHED trial run)
 LONG_TUNE = (
     "tune.n_trials=4",
-    "tune.epochs=300",
+    "tune.epochs=3000",
     "tune.pruner._target_=optuna.pruners.NopPruner",
     "~tune.pruner.min_resource",
     "~tune.pruner.max_resource",
