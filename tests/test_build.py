@@ -52,3 +52,47 @@ def test_fit_trains_a_network_the_caller_left_in_eval_mode():
     assert all(
         not torch.equal(bn.running_mean, b) for bn, b in zip(bns[1:], before[1:], strict=True)
     )
+
+
+def test_a_trials_seeds_share_its_arm_and_every_trial_gets_its_own_values():
+    from omegaconf import OmegaConf
+
+    from stages._build import trial_arm
+    from tests.conftest import compose
+
+    cfg = compose()
+    before = OmegaConf.to_yaml(cfg)
+    arm_for = trial_arm(cfg, 4)
+    a = {"transfer.head_lr": 0.2, "transfer.freeze_groups": 1}
+    b = {"transfer.head_lr": 0.03, "transfer.freeze_groups": 3}
+    first, second = arm_for(a, 7), arm_for(a, 8)
+    assert (first.settings.seed, second.settings.seed) == (7, 8)
+    assert first.settings.head_lr == second.settings.head_lr == 0.2
+    other = arm_for(b, 7)
+    assert (other.settings.head_lr, other.settings.freeze_groups) == (0.03, 3)
+    again = arm_for(a, 9)
+    assert (again.settings.head_lr, again.settings.freeze_groups, again.settings.seed) == (
+        0.2,
+        1,
+        9,
+    )
+    # a trial with fewer keys starts again from the config as given, not from the last trial
+    arm_for(b, 7)
+    only_lr = arm_for({"transfer.head_lr": 0.1}, 7)
+    fresh = trial_arm(cfg, 4)({"transfer.head_lr": 0.1}, 7)
+    assert fresh.settings.freeze_groups != 3
+    assert only_lr.settings.as_dict() == fresh.settings.as_dict()
+    assert first.settings.epochs == cfg.tune.epochs
+    assert OmegaConf.to_yaml(cfg) == before  # the caller's config is never edited
+
+
+def test_a_failed_trial_build_leaves_no_arm_behind():
+    from stages._build import trial_arm
+    from tests.conftest import compose
+
+    arm_for = trial_arm(compose(), 4)
+    good = {"transfer.freeze_groups": 1}
+    assert arm_for(good, 0).settings.freeze_groups == 1
+    with pytest.raises(ConfigError, match="freeze_groups"):
+        arm_for({"transfer.freeze_groups": 99}, 0)
+    assert arm_for(good, 1).settings.freeze_groups == 1
