@@ -59,3 +59,15 @@ def test_shift_augmentation_rolls_images_reproducibly():
     b = [b for b, _ in Stream(x, None, 2, seed=1, augment=RandomShift(1))]
     assert torch.equal(a[0], b[0])
     assert sorted(a[0].flatten().tolist()) == sorted(x.flatten().tolist())  # a roll, not a crop
+
+
+def test_an_unshuffled_stream_yields_views_in_order():
+    import torch
+
+    from pipeline.data.streams import Stream
+
+    x = torch.arange(10.0).view(10, 1).expand(10, 3)  # a view shared by 3 members
+    y = torch.arange(10)
+    batches = list(Stream(x, y, 4))
+    assert [b.tolist() for _, b in batches] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+    assert all(b.data_ptr() == x[4 * i :].data_ptr() for i, (b, _) in enumerate(batches))

@@ -112,3 +112,46 @@ def test_nan_loss_stops_training_with_a_clear_error():
     x[5, 0, 3, 3] = float("nan")
     with pytest.raises(TrainingError, match=r"NaN/inf in epoch 0.*transfer\.head_lr=0\.1"):
         fit(model, (x, y), _data(16, 2), settings, trainer_kwargs=QUIET)
+
+
+@pytest.mark.parametrize("members", [1, 3])
+def test_validation_in_cache_sized_chunks_scores_as_one_batch(monkeypatch, members):
+    import dataclasses
+
+    import pipeline.models.predict as predict
+    from pipeline.transfer.fit import Member, fit_ensemble
+
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(40) % 4
+    x = torch.randn(40, 1, 16, 16, generator=g) + y.view(-1, 1, 1, 1) / 2
+    base = FitSettings(epochs=3, batch_size=8, head_lr=0.05, backbone_lr=0.01)
+
+    def histories(chunk: int) -> list[list[dict]]:
+        monkeypatch.setattr(predict, "CPU_BATCH", chunk)
+        group = []
+        for seed in range(members):
+            torch.manual_seed(seed)
+            s = dataclasses.replace(base, seed=seed)
+            group.append(Member(small_cnn(4), (x[:12], y[:12]), s))
+        kw = {"enable_progress_bar": False, "deterministic": True}
+        return [r.history for r in fit_ensemble(group, (x, y), trainer_kwargs=kw)]
+
+    whole, chunked = histories(1000), histories(7)
+    for a, b in zip(whole, chunked, strict=True):
+        assert [r["val/acc"] for r in a] == [r["val/acc"] for r in b]
+        assert [r["val/loss"] for r in a] == pytest.approx([r["val/loss"] for r in b], rel=1e-5)
+        assert [r["train/loss"] for r in a] == pytest.approx([r["train/loss"] for r in b])
+
+
+def test_the_startup_objects_are_frozen_once_per_process():
+    import gc
+
+    from pipeline.startup import freeze_startup_objects
+
+    freeze_startup_objects()
+    frozen = gc.get_freeze_count()
+    assert frozen > 0
+    garbage = [[i] for i in range(1000)]  # made after startup: the collector keeps seeing it
+    freeze_startup_objects()
+    assert gc.get_freeze_count() == frozen
+    del garbage

@@ -59,10 +59,11 @@ class Stream:
         g = torch.Generator().manual_seed(self.seed * 100_003 + self.passes)
         self.passes += 1
         n = len(self.x)
-        order = torch.randperm(n, generator=g) if self.shuffle else torch.arange(n)
-        order = order.to(self.x.device)
+        order = torch.randperm(n, generator=g).to(self.x.device) if self.shuffle else None
         for start in range(0, n, self.batch_size):
-            idx = order[start : start + self.batch_size]
+            # in order: slices (views; a validation set shared by S members stays one copy)
+            end = start + self.batch_size
+            idx = slice(start, end) if order is None else order[start:end]
             x = self.x[idx]
             if self.augment is not None:
                 x = self.augment(x, g)

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from pipeline.errors import ConfigError
+from pipeline.models.predict import inference_batch
 from pipeline.selection.base import EpochOutputs, Validator
 
 Tensors = tuple[torch.Tensor, torch.Tensor | None]
@@ -49,7 +50,8 @@ class ValidatorScores(L.Callback):
         source_val: Labelled source validation split (x, y), or None.
         source_train: Source training inputs for deep embedded validation, or None.
         probe: Inputs whose per-epoch predictions are recorded, or None.
-        batch_size: Rows per forward pass.
+        batch_size: Rows per forward pass (default
+            :func:`~pipeline.models.predict.inference_batch` for the training device).
     """
 
     def __init__(
@@ -59,7 +61,7 @@ class ValidatorScores(L.Callback):
         source_val: Tensors | None = None,
         source_train: torch.Tensor | None = None,
         probe: torch.Tensor | None = None,
-        batch_size: int = 1024,
+        batch_size: int | None = None,
     ) -> None:
         check_validators(validators, source_val is not None)
         self.validators = dict(validators)
@@ -69,7 +71,8 @@ class ValidatorScores(L.Callback):
         self.predictions: list[np.ndarray] = []
 
     def _run(self, model: torch.nn.Module, x: torch.Tensor, device: torch.device):
-        feats = [model.forward_features(b.to(device)) for b in x.split(self.batch_size)]
+        size = self.batch_size or inference_batch(device)
+        feats = [model.forward_features(b.to(device)) for b in x.split(size)]
         f = torch.cat(feats)
         return model.head(f), f
 

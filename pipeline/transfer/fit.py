@@ -22,6 +22,7 @@ from pipeline.errors import ConfigError, TrainingError
 from pipeline.models.grouped import GroupedNet
 from pipeline.objectives import Objective
 from pipeline.objectives.cross_entropy import CrossEntropy
+from pipeline.startup import freeze_startup_objects
 from pipeline.transfer.prefix_cache import PrefixCache
 from pipeline.transfer.settings import FitSettings
 from pipeline.transfer.widen import WidenError, check_wide, link, unlink, widen
@@ -205,6 +206,7 @@ def fit_ensemble(
 
     from pipeline.transfer.module import BestWeights, EpochHistory, TransferModule
 
+    freeze_startup_objects()
     if checkpoint_dir is not None and len(members) > 1:
         raise ValueError("checkpoint_dir is for a single network")
     keys = {ensemble_key(m) for m in members}
@@ -254,7 +256,7 @@ def fit_ensemble(
         member_loggers=member_loggers,
     )
     train_batches = _train_batches(members, streams, driver)
-    val_batches = _val_batches(xvs, [y for _, y in vals], wide is not None)
+    val_batches = _val_batches(xvs, [y for _, y in vals])
     history = EpochHistory(len(members))
     with tempfile.TemporaryDirectory(prefix="graftlab-fit-") as tmp:
         if checkpoint_dir is not None:
@@ -334,12 +336,11 @@ def _train_batches(
     return StackedBatches(per_member)
 
 
-def _val_batches(xvs: list[torch.Tensor], ys: list[torch.Tensor], wide: bool) -> Stream:
+def _val_batches(xvs: list[torch.Tensor], ys: list[torch.Tensor]) -> Stream:
     """Validation inputs ``(N, S, ...)`` and labels ``(N, S)``: one split seen by every member
-    (a view) or each member's own split (or prefix activations), stacked."""
-    # an ensemble's activations are S times wider: smaller validation batches keep them in cache
-    # (a 200-image pass of 10 members ran 2x faster in batches of 50 than in one)
-    return Stream(_stack(xvs), _stack(ys), max(16, 512 // len(xvs)) if wide else 1024)
+    (a view) or each member's own split (or prefix activations), stacked, as one batch (the
+    module runs it in cache-sized chunks: see :meth:`TransferModule.validation_step`)."""
+    return Stream(_stack(xvs), _stack(ys), max(1, len(xvs[0])))
 
 
 def _stack(tensors: list[torch.Tensor]) -> torch.Tensor:

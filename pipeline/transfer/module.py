@@ -16,6 +16,7 @@ from torch import nn
 
 from pipeline.errors import TrainingError
 from pipeline.models.grouped import GroupedNet
+from pipeline.models.predict import inference_batch
 from pipeline.objectives import Objective, StepOutputs
 from pipeline.transfer.freezing import freeze, keep_frozen_eval
 from pipeline.transfer.settings import FitSettings
@@ -169,12 +170,17 @@ class TransferModule(L.LightningModule):
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], _: int) -> None:
         x, target = batch  # x (N, S, ...), target (N, S): member i's split at [:, i]
-        _, logits = self.forward_members(x)
-        n, s, k = logits.shape
-        loss = F.cross_entropy(logits.reshape(n * s, k), target.reshape(-1), reduction="none")
-        correct = (logits.argmax(-1) == target).sum(0).float()
-        seen = torch.full_like(correct, n)
-        self._val_sums += torch.stack([loss.view(n, s).sum(0), correct, seen], 1)
+        # One Lightning batch per epoch, run in chunks of inference_batch images per member:
+        # the chunks' activations stay in cache, and Lightning's per-batch bookkeeping (~0.3 ms)
+        # is paid once
+        chunk = inference_batch(x.device, x.shape[1])
+        for xc, tc in zip(x.split(chunk), target.split(chunk), strict=True):
+            _, logits = self.forward_members(xc)
+            n, s, k = logits.shape
+            loss = F.cross_entropy(logits.reshape(n * s, k), tc.reshape(-1), reduction="none")
+            correct = (logits.argmax(-1) == tc).sum(0).float()
+            seen = torch.full_like(correct, n)
+            self._val_sums += torch.stack([loss.view(n, s).sum(0), correct, seen], 1)
 
     def on_validation_epoch_end(self) -> None:
         # Lightning validates after the epoch's last training step, so the epoch's training sums
@@ -229,9 +235,11 @@ class TransferModule(L.LightningModule):
             groups += own
         s = self.settings[0]
         optimizer = s.optimizer(groups)
-        if len(self.members) > 1 and optimizer.defaults.get("foreach", False) is None:
-            # S times the tensors: torch's multi-tensor kernels instead of a Python loop over
-            # them (same arithmetic per tensor); an explicit foreach setting is left alone
+        if optimizer.defaults.get("foreach", False) is None:
+            # torch's multi-tensor kernels instead of a Python loop over the tensors (S times
+            # as many in an ensemble); torch picks them on GPUs only, but on the CPU too SGD's
+            # step took 0.08 ms instead of 0.11 ms for the 4-group CNN, with identical weights.
+            # An explicit foreach setting is left alone
             for group in optimizer.param_groups:
                 group["foreach"] = True
         return {"optimizer": optimizer, "lr_scheduler": s.scheduler(optimizer, s.epochs)}

@@ -14,15 +14,18 @@ from collections import OrderedDict
 import torch
 
 from pipeline.models.grouped import GroupedNet
+from pipeline.models.predict import inference_batch
 
 
 @torch.inference_mode()
 def prefix_activations(
-    model: GroupedNet, x: torch.Tensor, k: int, batch_size: int = 1024
+    model: GroupedNet, x: torch.Tensor, k: int, batch_size: int | None = None
 ) -> torch.Tensor:
-    """Output of groups 0..k-1 (in eval mode) on ``x``, batched; ``x`` itself when k == 0."""
+    """Output of groups 0..k-1 (in eval mode) on ``x``, in batches of ``batch_size`` (default
+    :func:`~pipeline.models.predict.inference_batch`); ``x`` itself when k == 0."""
     if k == 0:
         return x
+    batch_size = batch_size or inference_batch(x.device)
     was_training = [g.training for g in model.groups[:k]]
     for g in model.groups[:k]:
         g.eval()

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 
 from pipeline.data.images.sklearn_digits import make_sklearn_digits
 from pipeline.data.splits import label_budget
+from pipeline.models.predict import inference_batch
 from pipeline.models.small_cnn import small_cnn
 from pipeline.transfer.arms import init_model
 from pipeline.transfer.fit import Member, fit_ensemble
@@ -86,15 +87,27 @@ def vectorisation(s: int) -> None:
     def step_loop():
         sum(F.cross_entropy(m(x[:, i]), y[:, i]) for i, m in enumerate(members)).backward()
 
+    step = inference_batch(xv.device, s)  # the validation batches fit_ensemble uses
+
     @torch.no_grad()
     def val_one():
+        one = inference_batch(xv.device)
+        for i in range(0, len(xv), one):
+            members[0](xv[i : i + one])
+
+    @torch.no_grad()
+    def val_one_batch():  # what fit did before inference_batch: the 200 images at once
         members[0](xv)
 
     @torch.no_grad()
-    def val_wide():  # in the validation batches fit_ensemble uses
-        step = max(16, 512 // s)
+    def val_wide():
         for i in range(0, len(xv), step):
             wide(to_wide(xv[i : i + step].unsqueeze(1).expand(-1, s, -1, -1, -1)))
+
+    @torch.no_grad()
+    def val_wide_before():  # batches of 512 // S member-images, as fit did before
+        for i in range(0, len(xv), 512 // s):
+            wide(to_wide(xv[i : i + 512 // s].unsqueeze(1).expand(-1, s, -1, -1, -1)))
 
     @torch.no_grad()
     def val_vmap():
@@ -122,16 +135,16 @@ def vectorisation(s: int) -> None:
         k: best_of(f, inner=3)
         for k, f in [
             ("one", val_one),
+            ("one, 1 batch", val_one_batch),
             ("grouped", val_wide),
+            ("grouped, before", val_wide_before),
             ("vmap", val_vmap),
             ("loop", val_loop),
         ]
     }
     print(f"vectorising {s} members of the 4-group CNN (time / one model's; lower is better):")
     for name, times in (("training step, batch 8 each", train), ("validation, 200 images", val)):
-        cells = "  ".join(
-            f"{k} {times[k] / times['one']:5.2f}x" for k in ("grouped", "vmap", "loop")
-        )
+        cells = "  ".join(f"{k} {t / times['one']:5.2f}x" for k, t in times.items() if k != "one")
         print(f"  {name:<30} one model {times['one'] * 1e3:6.2f} ms   {cells}")
 
 

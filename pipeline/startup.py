@@ -1,0 +1,23 @@
+"""Process-wide settings a training process applies once, after its libraries are loaded."""
+
+from __future__ import annotations
+
+import gc
+
+_frozen = False
+
+
+def freeze_startup_objects() -> None:
+    """Move every object alive now (the ~780k objects of torch, Lightning, MLflow, Optuna and
+    Hydra after import) into the collector's permanent generation, once per process.
+
+    CPython's full collections traverse every tracked object; with the libraries loaded one took
+    0.42 s, 7% of a 20-trial study's wall time (``tests/benchmarks/bench_tune.py``), for objects
+    that live as long as the process. Frozen objects are never collected, so this runs before the
+    first fit, when nothing that training creates (and may drop) exists yet (the recipe of
+    :func:`gc.freeze`'s documentation, for pre-fork servers).
+    """
+    global _frozen
+    if not _frozen:
+        _frozen = True
+        gc.freeze()
