@@ -181,6 +181,7 @@ def paired_seeds(s: int) -> None:
         return time.perf_counter() - t0
 
     print(f"{s} paired seeds of one arm vs one seed (1 label/class, batch 8, 40 epochs):")
+    ones = {}
     for k in (0, 2, 4):
         run(k, 1)  # warm-up
         one, wide, loop = [], [], []
@@ -188,12 +189,38 @@ def paired_seeds(s: int) -> None:
             one.append(run(k, 1))
             wide.append(run(k, s))
             loop.append(run(k, s, vectorise=False))
-        o = min(one)
+        o = ones[k] = min(one)
         print(
             f"  k={k}: one seed {o:5.2f} s   {s} seeds vectorised {min(wide):5.2f} s "
             f"({min(wide) / o:4.2f}x, goal <= 2x)   {s} seeds one after another in one loop "
             f"{min(loop) / o:4.2f}x"
         )
+    floor = validation_floor(s, val[0], epochs=40)
+    print(
+        f"  floor at k=0: validating {s} members on {len(val[0])} images every epoch alone takes "
+        f"{floor:5.2f} s over 40 epochs, {floor / ones[0]:4.2f}x the one-seed fit above"
+    )
+
+
+def validation_floor(s: int, xv: torch.Tensor, epochs: int) -> float:
+    """Seconds of arithmetic no loop can skip: S fine-tuned members' validation passes (one wide
+    network, the fit's inference batches), ``epochs`` times."""
+    members = []
+    for seed in range(s):
+        torch.manual_seed(seed)
+        members.append(small_cnn(10).eval())
+    wide = widen(members)
+    link(wide)
+    wide.eval()
+    step = inference_batch(xv.device, s)
+    x = xv.unsqueeze(1).expand(-1, s, *xv.shape[1:])
+
+    @torch.inference_mode()
+    def one_pass():
+        for i in range(0, len(xv), step):
+            wide(to_wide(x[i : i + step]))
+
+    return best_of(one_pass, inner=3) * epochs
 
 
 def main(s: int = 10) -> None:
