@@ -7,10 +7,11 @@ import torch
 from pipeline.models.grouped import GroupedNet
 
 # Images per member in one inference pass on a CPU: a member's activations stay in a core's L2
-# cache. Measured round-robin on 2 EPYC cores, 200 validation images through the 4-group CNN at
-# 16x16 (best of 25): one model 5.5 ms in batches of 64 vs 5.2 ms in one batch; 3 members as one
-# wide network 7.7 ms vs 14.0 ms in batches of 170 (512 // 3, what fit used before); 10 members
-# 25.2 ms vs 49.4 ms in one batch.
+# cache instead of the L3 that other processes share. Measured round-robin on 2 EPYC cores (a
+# shared VM), 200 validation images through the 4-group CNN at 16x16, best of 25: one model
+# 5.1-5.5 ms in batches of 64, 4.9-10.6 ms in one batch depending on the other tenants' load;
+# 3 members as one wide network 6.8-7.7 ms vs 13.2-14.0 ms in batches of 170 (512 // 3, what fit
+# used before); 10 members 25.2 ms vs 49.4 ms in one batch (tests/benchmarks/bench_ensemble.py).
 CPU_BATCH = 64
 GPU_BATCH = 1024  # GPUs want large batches: one kernel launch per layer for many images
 

@@ -11,7 +11,8 @@
    epochs, validation every epoch), for a fine-tuned (k=0), a frozen-prefix (k=2) and a
    linear-probe (k=4) arm, and with the members run one after another in the same loop.
 
-Interleaved runs, best of five, in one process; on a shared machine the numbers are rough.
+Round-robin runs (best of 25) for the passes, interleaved fits (best of five) for the fits, in
+one process; on a shared machine the numbers are rough.
 """
 
 from __future__ import annotations
@@ -46,6 +47,20 @@ def best_of(fn, repeats: int = 5, inner: int = 10) -> float:
             fn()
         times.append((time.perf_counter() - t0) / inner)
     return min(times)
+
+
+def interleaved(fns: dict, rounds: int = 25) -> dict:
+    """Best time of each function over ``rounds`` round-robin calls: on a shared VM whose speed
+    drifts, timing one variant after another measured the same pass at 2x apart."""
+    for fn in fns.values():
+        fn()
+    times: dict = {k: [] for k in fns}
+    for _ in range(rounds):
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t0)
+    return {k: min(v) for k, v in times.items()}
 
 
 def vectorisation(s: int) -> None:
@@ -120,28 +135,21 @@ def vectorisation(s: int) -> None:
 
     for m in (*members, wide, base):
         m.train()
-    train = {
-        k: best_of(f)
-        for k, f in [
-            ("one", step_one),
-            ("grouped", step_wide),
-            ("vmap", step_vmap),
-            ("loop", step_loop),
-        ]
-    }
+    train = interleaved(
+        {"one": step_one, "grouped": step_wide, "vmap": step_vmap, "loop": step_loop}
+    )
     for m in (*members, wide, base):
         m.eval()
-    val = {
-        k: best_of(f, inner=3)
-        for k, f in [
-            ("one", val_one),
-            ("one, 1 batch", val_one_batch),
-            ("grouped", val_wide),
-            ("grouped, before", val_wide_before),
-            ("vmap", val_vmap),
-            ("loop", val_loop),
-        ]
-    }
+    val = interleaved(
+        {
+            "one": val_one,
+            "one, 1 batch": val_one_batch,
+            "grouped": val_wide,
+            "grouped, before": val_wide_before,
+            "vmap": val_vmap,
+            "loop": val_loop,
+        }
+    )
     print(f"vectorising {s} members of the 4-group CNN (time / one model's; lower is better):")
     for name, times in (("training step, batch 8 each", train), ("validation, 200 images", val)):
         cells = "  ".join(f"{k} {t / times['one']:5.2f}x" for k, t in times.items() if k != "one")
@@ -220,7 +228,7 @@ def validation_floor(s: int, xv: torch.Tensor, epochs: int) -> float:
         for i in range(0, len(xv), step):
             wide(to_wide(x[i : i + step]))
 
-    return best_of(one_pass, inner=3) * epochs
+    return interleaved({"pass": one_pass})["pass"] * epochs
 
 
 def main(s: int = 10) -> None:
