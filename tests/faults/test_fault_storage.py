@@ -194,3 +194,36 @@ def test_item2_the_sweep_removes_only_what_dead_processes_on_this_host_left(tmp_
     assert removed == {made[k] for k in ("dead", "dead, old", "legacy", "legacy old")}
     assert all(made[k].is_dir() for k in ("live", "other host", "other stage"))
     assert final.is_dir()
+
+
+def test_a_reader_of_the_store_never_blocks_a_stage_writing_to_it(tmp_path, session_store):
+    # the MLflow UI listing runs, or a test polling for a RUNNING run, holds a read transaction;
+    # in SQLite's default journal mode another process's write then failed after 20 s with
+    # "database is locked"
+    import sqlite3
+    import sys
+
+    db = tmp_path / "mlflow.db"
+    uri = f"sqlite:///{db}"
+    experiment = use_store(uri, "graftlab", tmp_path / "mlartifacts")
+    reader = sqlite3.connect(db, isolation_level=None)
+    reader.execute("BEGIN")
+    assert reader.execute("SELECT count(*) FROM runs").fetchall() == [(0,)]
+    writer = (
+        f"import mlflow; mlflow.set_tracking_uri({uri!r})\n"
+        f"with mlflow.start_run(experiment_id={experiment!r}): mlflow.log_metric('m', 1.0)"
+    )
+    done = subprocess.run([sys.executable, "-c", writer], capture_output=True, timeout=60)
+    reader.execute("COMMIT")
+    reader.close()
+    assert done.returncode == 0, done.stderr.decode()[-500:]
+    assert [r.data.metrics for r in MlflowClient(uri).search_runs([experiment])] == [{"m": 1.0}]
+
+
+def test_a_file_that_is_not_a_database_is_left_for_mlflow_to_report(tmp_path):
+    from pipeline.tracking.store import write_ahead_log
+
+    db = tmp_path / "mlflow.db"
+    db.write_bytes(b"this is not SQLite" * 100)
+    assert write_ahead_log(db) is False
+    assert db.read_bytes() == b"this is not SQLite" * 100
