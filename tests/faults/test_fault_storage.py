@@ -196,7 +196,9 @@ def test_item2_the_sweep_removes_only_what_dead_processes_on_this_host_left(tmp_
     assert final.is_dir()
 
 
-def test_a_reader_of_the_store_never_blocks_a_stage_writing_to_it(tmp_path, session_store):
+def test_a_reader_of_the_store_never_blocks_a_stage_writing_to_it(
+    tmp_path, session_store, monkeypatch
+):
     # the MLflow UI listing runs, or a test polling for a RUNNING run, holds a read transaction;
     # in SQLite's default journal mode another process's write then failed after 20 s with
     # "database is locked"
@@ -205,6 +207,7 @@ def test_a_reader_of_the_store_never_blocks_a_stage_writing_to_it(tmp_path, sess
 
     db = tmp_path / "mlflow.db"
     uri = f"sqlite:///{db}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)  # mlflow.set_tracking_uri exports it
     experiment = use_store(uri, "graftlab", tmp_path / "mlartifacts")
     reader = sqlite3.connect(db, isolation_level=None)
     reader.execute("BEGIN")
