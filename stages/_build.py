@@ -239,10 +239,11 @@ def trial_arm(cfg: DictConfig, groups: int) -> Callable[[dict, int], Arm]:
         return dataclasses.replace(built, settings=settings)
 
     def arm_for(values: dict, seed: int) -> Arm:
-        if state["arm"] is None or state["values"] != values:
+        key = repr(sorted(values.items()))  # 1, 1.0 and True are equal, but not the same setting
+        if state["arm"] is None or state["values"] != key:
             state["values"], state["arm"] = None, None  # a failed build keeps no stale arm
             built = build(values)
-            state["values"], state["arm"] = dict(values), built
+            state["values"], state["arm"] = key, built
         built = state["arm"]
         return dataclasses.replace(built, settings=dataclasses.replace(built.settings, seed=seed))
 

@@ -68,14 +68,16 @@ def _end_runs(status: str, since_ms: int | None = None) -> None:
 @contextmanager
 def guarded(stage: str, cfg: DictConfig) -> Iterator[None]:
     """Check the output folder can be written and sweep what dead runs of ``stage`` left; run
-    the body; end the stage's runs however it ends."""
+    the body; end the stage's runs however it ends, then fold a SQLite store's write-ahead log
+    into its database file (:func:`pipeline.tracking.store.checkpoint`)."""
     from pipeline.tracking.owners import sweep_dead_runs
+    from pipeline.tracking.store import checkpoint
     from stages._outputs import check_writable, sweep_leftovers
     from stages._shell import use_tracking
 
     check_writable(Path(cfg.paths[stage]))
     sweep_leftovers(Path(cfg.paths[stage]))
-    _, experiment_id = use_tracking(cfg)
+    uri, experiment_id = use_tracking(cfg)
     sweep_dead_runs(experiment_id, stage)
     try:
         yield
@@ -85,3 +87,5 @@ def guarded(stage: str, cfg: DictConfig) -> Iterator[None]:
     except BaseException:
         _end_runs("FAILED")
         raise
+    finally:
+        checkpoint(uri)

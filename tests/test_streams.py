@@ -71,3 +71,14 @@ def test_an_unshuffled_stream_yields_views_in_order():
     batches = list(Stream(x, y, 4))
     assert [b.tolist() for _, b in batches] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
     assert all(b.data_ptr() == x[4 * i :].data_ptr() for i, (b, _) in enumerate(batches))
+
+
+def test_an_in_place_augmentation_never_changes_the_stream_data():
+    import torch
+
+    from pipeline.data.streams import Stream
+
+    x = torch.zeros(6, 1, 2, 2)
+    stream = Stream(x, None, 4, augment=lambda b, g: b.add_(1.0))
+    assert [float(b.sum()) for b, _ in stream] == [16.0, 8.0]
+    assert float(x.sum()) == 0.0

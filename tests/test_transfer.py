@@ -143,15 +143,34 @@ def test_validation_in_cache_sized_chunks_scores_as_one_batch(monkeypatch, membe
         assert [r["train/loss"] for r in a] == pytest.approx([r["train/loss"] for r in b])
 
 
-def test_the_startup_objects_are_frozen_once_per_process():
-    import gc
+def test_the_startup_objects_are_frozen_once_per_process_after_a_collection():
+    import subprocess
+    import sys
 
-    from pipeline.startup import freeze_startup_objects
+    # in a fresh process: garbage alive before the freeze is collected, not frozen for good
+    script = """
+import gc, weakref
+from pipeline.startup import freeze_startup_objects
+class Node: pass
+a = Node(); a.self = a; dead = weakref.ref(a); del a
+freeze_startup_objects()
+frozen = gc.get_freeze_count()
+b = Node(); b.self = b; later = weakref.ref(b); del b
+freeze_startup_objects()
+gc.collect()
+print(dead() is None, frozen > 0, gc.get_freeze_count() == frozen, later() is None)
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "True", "True", "True"]
 
-    freeze_startup_objects()
-    frozen = gc.get_freeze_count()
-    assert frozen > 0
-    garbage = [[i] for i in range(1000)]  # made after startup: the collector keeps seeing it
-    freeze_startup_objects()
-    assert gc.get_freeze_count() == frozen
-    del garbage
+
+def test_a_fractional_limit_val_batches_still_validates():
+    # validation is one Lightning batch unless the user limits validation batches
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(200) % 4
+    x = torch.randn(200, 1, 16, 16, generator=g)
+    settings = FitSettings(epochs=2, batch_size=8, head_lr=0.05, backbone_lr=0.01)
+    kw = {"enable_progress_bar": False, "limit_val_batches": 0.5}
+    torch.manual_seed(0)
+    result = fit(small_cnn(4), (x[:16], y[:16]), (x, y), settings, trainer_kwargs=kw)
+    assert len(result.history) == 2 and all(0 <= r["val/acc"] <= 1 for r in result.history)

@@ -60,6 +60,8 @@ class Stream:
         self.passes += 1
         n = len(self.x)
         order = torch.randperm(n, generator=g).to(self.x.device) if self.shuffle else None
+        if order is None and self.augment is not None:  # an augmentation may work in place
+            order = torch.arange(n, device=self.x.device)
         for start in range(0, n, self.batch_size):
             # in order: slices (views; a validation set shared by S members stays one copy)
             end = start + self.batch_size

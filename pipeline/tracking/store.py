@@ -34,6 +34,16 @@ def tracking_uri(root: Path) -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{root / DB_NAME}"
 
 
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI (without its ``?`` options), else None."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    from sqlalchemy.engine import make_url
+
+    database = make_url(uri).database
+    return Path(database) if database and database != ":memory:" else None
+
+
 def check_writable(uri: str) -> None:
     """For a SQLite store: the database and its folder (SQLite writes its log beside it) can
     be written; checked before a stage does any work, so a read-only ``mlflow.db`` is one line.
@@ -41,9 +51,9 @@ def check_writable(uri: str) -> None:
     Raises:
         StorageError: Naming the database file.
     """
-    if not uri.startswith("sqlite:///"):
+    db = sqlite_path(uri)
+    if db is None:
         return
-    db = Path(uri.removeprefix("sqlite:///"))
     if db.exists() and not (db.is_file() and os.access(db, os.R_OK | os.W_OK)):
         raise StorageError(db, "the MLflow database is not a readable and writable file")
     if not os.access(db.parent if str(db.parent) else ".", os.W_OK | os.X_OK):
@@ -76,6 +86,22 @@ def write_ahead_log(db: Path) -> bool:
         return False
 
 
+def checkpoint(uri: str) -> None:
+    """Fold a SQLite store's write-ahead log back into the database file (best effort), so
+    that after a stage ends ``mlflow.db`` alone holds every run: a repository copied with its
+    database but not ``mlflow.db-wal`` loses nothing. Skipped while another process reads it."""
+    import sqlite3
+
+    db = sqlite_path(uri)
+    if db is None or not db.exists():
+        return
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=rw", uri=True, timeout=1)) as c:
+            c.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+    except sqlite3.Error as err:
+        log.debug("%s: no checkpoint (%s)", db, err)
+
+
 def use_store(uri: str, experiment: str, artifact_root: Path | None) -> str:
     """Point MLflow at ``uri`` and select (creating if needed) ``experiment``; return its id.
 
@@ -85,8 +111,8 @@ def use_store(uri: str, experiment: str, artifact_root: Path | None) -> str:
     import mlflow
 
     check_writable(uri)
-    if uri.startswith("sqlite:///"):
-        write_ahead_log(Path(uri.removeprefix("sqlite:///")))
+    if (db := sqlite_path(uri)) is not None:
+        write_ahead_log(db)
     mlflow.set_tracking_uri(uri)
     found = mlflow.get_experiment_by_name(experiment)
     if found is None:

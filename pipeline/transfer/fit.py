@@ -20,6 +20,7 @@ import torch
 from pipeline.data.streams import StackedBatches, StepBatches, Stream, stream_seed
 from pipeline.errors import ConfigError, TrainingError
 from pipeline.models.grouped import GroupedNet
+from pipeline.models.predict import inference_batch
 from pipeline.objectives import Objective
 from pipeline.objectives.cross_entropy import CrossEntropy
 from pipeline.startup import freeze_startup_objects
@@ -256,7 +257,9 @@ def fit_ensemble(
         member_loggers=member_loggers,
     )
     train_batches = _train_batches(members, streams, driver)
-    val_batches = _val_batches(xvs, [y for _, y in vals])
+    # a user's limit_val_batches counts Lightning batches: then they are the inference batches
+    whole = kwargs.get("limit_val_batches") in (None, 1.0)
+    val_batches = _val_batches(xvs, [y for _, y in vals], whole)
     history = EpochHistory(len(members))
     with tempfile.TemporaryDirectory(prefix="graftlab-fit-") as tmp:
         if checkpoint_dir is not None:
@@ -336,11 +339,14 @@ def _train_batches(
     return StackedBatches(per_member)
 
 
-def _val_batches(xvs: list[torch.Tensor], ys: list[torch.Tensor]) -> Stream:
+def _val_batches(xvs: list[torch.Tensor], ys: list[torch.Tensor], whole: bool = True) -> Stream:
     """Validation inputs ``(N, S, ...)`` and labels ``(N, S)``: one split seen by every member
-    (a view) or each member's own split (or prefix activations), stacked, as one batch (the
-    module runs it in cache-sized chunks: see :meth:`TransferModule.validation_step`)."""
-    return Stream(_stack(xvs), _stack(ys), max(1, len(xvs[0])))
+    (a view) or each member's own split (or prefix activations), stacked. ``whole``: as one
+    batch (the module runs it in cache-sized chunks: see
+    :meth:`TransferModule.validation_step`); else in batches of
+    :func:`~pipeline.models.predict.inference_batch` images per member."""
+    size = len(xvs[0]) if whole else inference_batch(xvs[0].device, len(xvs))
+    return Stream(_stack(xvs), _stack(ys), max(1, size))
 
 
 def _stack(tensors: list[torch.Tensor]) -> torch.Tensor:

@@ -16,7 +16,7 @@ import mlflow
 import pytest
 from mlflow import MlflowClient
 
-from pipeline.tracking.store import use_store
+from pipeline.tracking.store import checkpoint, use_store
 from stages import tune
 from tests.conftest import compose, write_params
 from tests.faults.conftest import SMALL_TRANSFER, now_ms, run_in_process, statuses, temp_folders
@@ -196,9 +196,7 @@ def test_item2_the_sweep_removes_only_what_dead_processes_on_this_host_left(tmp_
     assert final.is_dir()
 
 
-def test_a_reader_of_the_store_never_blocks_a_stage_writing_to_it(
-    tmp_path, session_store, monkeypatch
-):
+def test_a_reader_of_the_store_never_blocks_a_stage_writing_to_it(tmp_path):
     # the MLflow UI listing runs, or a test polling for a RUNNING run, holds a read transaction;
     # in SQLite's default journal mode another process's write then failed after 20 s with
     # "database is locked"
@@ -207,8 +205,12 @@ def test_a_reader_of_the_store_never_blocks_a_stage_writing_to_it(
 
     db = tmp_path / "mlflow.db"
     uri = f"sqlite:///{db}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)  # mlflow.set_tracking_uri exports it
-    experiment = use_store(uri, "graftlab", tmp_path / "mlartifacts")
+    session = os.environ["MLFLOW_TRACKING_URI"]
+    try:
+        experiment = use_store(uri, "graftlab", tmp_path / "mlartifacts")
+    finally:  # mlflow.set_tracking_uri exports the variable: the session store must stay
+        os.environ["MLFLOW_TRACKING_URI"] = session
+        mlflow.set_tracking_uri(session)
     reader = sqlite3.connect(db, isolation_level=None)
     reader.execute("BEGIN")
     assert reader.execute("SELECT count(*) FROM runs").fetchall() == [(0,)]
@@ -221,6 +223,26 @@ def test_a_reader_of_the_store_never_blocks_a_stage_writing_to_it(
     reader.close()
     assert done.returncode == 0, done.stderr.decode()[-500:]
     assert [r.data.metrics for r in MlflowClient(uri).search_runs([experiment])] == [{"m": 1.0}]
+
+    # after the stage's checkpoint the database file alone holds the run (a copied repository)
+    checkpoint(uri)
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    shutil.copy(db, copy / "mlflow.db")
+    runs = MlflowClient(f"sqlite:///{copy / 'mlflow.db'}").search_runs([experiment])
+    assert [r.data.metrics for r in runs] == [{"m": 1.0}]
+
+
+def test_options_after_the_database_path_are_not_part_of_its_file_name(tmp_path):
+    import sqlite3
+
+    from pipeline.tracking.store import sqlite_path, write_ahead_log
+
+    db = tmp_path / "mlflow.db"
+    assert sqlite_path(f"sqlite:///{db}?timeout=60") == db
+    assert write_ahead_log(sqlite_path(f"sqlite:///{db}?timeout=60"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mlflow.db"]
+    assert sqlite3.connect(db).execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 
 def test_a_file_that_is_not_a_database_is_left_for_mlflow_to_report(tmp_path):
