@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from omegaconf import DictConfig
 
+from pipeline import stops
 from pipeline.errors import Interrupted
 
 log = logging.getLogger(__name__)
@@ -34,7 +36,9 @@ def tracking_started(experiment_id: str) -> None:
 @contextmanager
 def interrupts() -> Iterator[None]:
     """Turn SIGINT and SIGTERM into :class:`Interrupted` (the first one; later ones are
-    ignored, so the clean-up they would cut short can finish)."""
+    ignored, so the clean-up they would cut short can finish). The stop is also recorded in
+    :mod:`pipeline.stops`, so one raised where Python must swallow it (a finalizer) is raised
+    again by the training loop, without Python's "Exception ignored" traceback."""
     seen: list[Interrupted] = []
 
     def handler(signum: int, _frame: object) -> None:
@@ -42,12 +46,23 @@ def interrupts() -> Iterator[None]:
             return
         err = Interrupted(signum)
         seen.append(err)
+        stops.request(err)  # raised again by the training loop if this raise is swallowed
         raise err
 
+    def unraisable(info: object) -> None:
+        # the handler raised inside a finalizer or weak-reference callback (say, during a
+        # garbage collection): Python would print "Exception ignored in" and a traceback; the
+        # stop is pending and the training loop raises it again (pipeline.stops)
+        if not isinstance(getattr(info, "exc_value", None), Interrupted):
+            default(info)
+
     previous = {s: signal.signal(s, handler) for s in SIGNALS}
+    default, sys.unraisablehook = sys.unraisablehook, unraisable
     try:
         yield
     finally:
+        stops.clear()
+        sys.unraisablehook = default
         for s, h in previous.items():
             signal.signal(s, h)
 
@@ -81,6 +96,7 @@ def guarded(stage: str, cfg: DictConfig) -> Iterator[None]:
     sweep_dead_runs(experiment_id, stage)
     try:
         yield
+        stops.raise_if_requested()  # a stop swallowed after the last training step
     except Interrupted as err:
         _end_runs("KILLED", err.at_ms)
         raise

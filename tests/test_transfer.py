@@ -174,3 +174,22 @@ def test_a_fractional_limit_val_batches_still_validates():
     torch.manual_seed(0)
     result = fit(small_cnn(4), (x[:16], y[:16]), (x, y), settings, trainer_kwargs=kw)
     assert len(result.history) == 2 and all(0 <= r["val/acc"] <= 1 for r in result.history)
+
+
+def test_a_stop_whose_exception_was_swallowed_still_stops_training():
+    # a SIGTERM handled inside a finalizer: Python prints "Exception ignored in" and carries on
+    from pipeline import stops
+    from pipeline.errors import Interrupted
+
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(16) % 4
+    x = torch.randn(16, 1, 16, 16, generator=g)
+    settings = FitSettings(epochs=50, batch_size=8, head_lr=0.05, backbone_lr=0.01)
+    kw = {"enable_progress_bar": False}
+    stops.request(Interrupted(15))
+    try:
+        with pytest.raises(Interrupted):
+            fit(small_cnn(4), (x, y), (x, y), settings, trainer_kwargs=kw)
+    finally:
+        stops.clear()
+    stops.raise_if_requested()  # cleared: nothing pending

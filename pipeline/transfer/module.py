@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback
 from torch import nn
 
+from pipeline import stops
 from pipeline.errors import TrainingError
 from pipeline.models.grouped import GroupedNet
 from pipeline.models.predict import inference_batch
@@ -125,6 +126,11 @@ class TransferModule(L.LightningModule):
         if s == 1:
             return feats[0].unsqueeze(1), logits[0].unsqueeze(1)
         return torch.stack(feats, 1), torch.stack(logits, 1)
+
+    def on_train_batch_end(self, *_: object) -> None:
+        # a SIGINT/SIGTERM whose exception Python swallowed (raised inside a finalizer) stops
+        # training here instead of being lost
+        stops.raise_if_requested()
 
     def on_train_epoch_start(self) -> None:
         self._sums = torch.zeros(len(self.members), 3, device=self.device)  # loss * n, correct, n

@@ -24,6 +24,7 @@ from collections.abc import Callable
 import optuna
 from optuna.trial import FrozenTrial, Trial, TrialState
 
+from pipeline import stops
 from pipeline.errors import MachineError, StorageError, TrainingError
 from pipeline.processes import Owner, current
 
@@ -156,6 +157,7 @@ def run_trials(
         if timeout is not None and time.monotonic() - start > timeout:
             return
         machine: list[BaseException] = []
+        stops.raise_if_requested()  # a stop whose first raise was swallowed: no new trial
         try:
             study.optimize(
                 _recorded(objective, machine, n_trials),
