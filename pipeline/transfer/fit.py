@@ -339,7 +339,7 @@ def _train_batches(
     return StackedBatches(per_member)
 
 
-def _val_batches(xvs: list[torch.Tensor], ys: list[torch.Tensor], whole: bool = True) -> Stream:
+def _val_batches(xvs: list[torch.Tensor], ys: list[torch.Tensor], whole: bool) -> Stream:
     """Validation inputs ``(N, S, ...)`` and labels ``(N, S)``: one split seen by every member
     (a view) or each member's own split (or prefix activations), stacked. ``whole``: as one
     batch (the module runs it in cache-sized chunks: see

@@ -38,17 +38,6 @@ from stages._shell import quiet_libraries
 REPEATS = 5  # interleaved; the best of each is reported
 
 
-def best_of(fn, repeats: int = 5, inner: int = 10) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for _ in range(inner):
-            fn()
-        times.append((time.perf_counter() - t0) / inner)
-    return min(times)
-
-
 def interleaved(fns: dict, rounds: int = 25) -> dict:
     """Best time of each function over ``rounds`` round-robin calls: on a shared VM whose speed
     drifts, timing one variant after another measured the same pass at 2x apart."""
