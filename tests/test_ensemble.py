@@ -15,7 +15,7 @@ from pipeline.models.grouped import GroupedNet
 from pipeline.models.small_cnn import small_cnn
 from pipeline.objectives.cross_entropy import CrossEntropy
 from pipeline.objectives.dann import DANN
-from pipeline.transfer.arms import init_model
+from pipeline.transfer.arms import Arm, init_model
 from pipeline.transfer.fit import Member, fit, fit_ensemble
 from pipeline.transfer.prefix_cache import PrefixCache
 from pipeline.transfer.settings import FitSettings
@@ -238,10 +238,16 @@ def test_train_arms_equals_train_arm_per_arm_and_groups_what_can_share_a_loop(
         return {"ce": CrossEntropy(), "dann": DANN(hidden=16)}
 
     finetune = build.arm(cfg, "finetune", 4, 0)
-    arms += [
-        dataclasses.replace(build.arm(cfg, "finetune", 4, s), name="dann", objectives=dann)
-        for s in (0, 1)
-    ]
+
+    def adversarial(seed: int) -> Arm:
+        # 4 epochs, not 6: the gradient reversal amplifies float rounding ~30x an epoch (seed
+        # 0 alone vs together: train/loss equal to 2e-7 in epoch 2, 4e-6 in epoch 3, 1e-4 in
+        # epoch 4), so the weights are compared before that growth swamps the tolerance
+        arm = build.arm(cfg, "finetune", 4, seed)
+        settings = dataclasses.replace(arm.settings, epochs=4)
+        return dataclasses.replace(arm, name="dann", objectives=dann, settings=settings)
+
+    arms += [adversarial(s) for s in (0, 1)]
 
     class Noisy(CrossEntropy):
         unvectorised = "draws random numbers"

@@ -221,7 +221,12 @@ def fit_ensemble(
     driver = _check_streams(objectives[0], streams[0])
     kwargs = {"accelerator": "cpu", "devices": 1, **(trainer_kwargs or {})}
     device = device_of(kwargs["accelerator"])
-    models = [m.model.to(device) for m in members]
+    # Channels-last layout: on the CPU, oneDNN's convolutions and pooling ran 1.3-1.9x faster
+    # for inference and ~15% faster per training step on it for the 4-group CNN (max pooling of
+    # NCHW activations alone took 7x longer), with the same results up to float rounding. The
+    # wide network gets the layout from to_wide; this gives it to single networks too (only
+    # 4-D parameters and buffers change; their values do not).
+    models = [m.model.to(device, memory_format=torch.channels_last) for m in members]
     k = settings.freeze_groups
     use_cache = prefix_caching and k > 0 and settings.augment is None
     read = {name for o in objectives[0].values() for name in o.reads}
