@@ -15,6 +15,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline.errors import ConfigError, GraftlabError, Interrupted, StorageError
+from pipeline.startup import keep_freed_memory
 from pipeline.threads import fix_threads
 from stages._lifecycle import guarded, interrupts, tracking_started
 from stages._outputs import stage_output
@@ -203,6 +204,7 @@ def run_stage(
     """
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     quiet_libraries()
+    keep_freed_memory()  # before the stage allocates its tensors
     with interrupts():
         try:
             cfg = load_config(sys.argv[1:] if argv is None else argv)

@@ -23,7 +23,7 @@ from pipeline.models.grouped import GroupedNet
 from pipeline.models.predict import inference_batch
 from pipeline.objectives import Objective
 from pipeline.objectives.cross_entropy import CrossEntropy
-from pipeline.startup import freeze_startup_objects
+from pipeline.startup import freeze_startup_objects, keep_freed_memory
 from pipeline.transfer.prefix_cache import PrefixCache
 from pipeline.transfer.settings import FitSettings
 from pipeline.transfer.widen import WidenError, check_wide, link, unlink, widen
@@ -208,6 +208,7 @@ def fit_ensemble(
     from pipeline.transfer.module import BestWeights, EpochHistory, TransferModule
 
     freeze_startup_objects()
+    keep_freed_memory()
     if checkpoint_dir is not None and len(members) > 1:
         raise ValueError("checkpoint_dir is for a single network")
     keys = {ensemble_key(m) for m in members}

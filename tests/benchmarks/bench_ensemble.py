@@ -28,6 +28,7 @@ from pipeline.data.images.sklearn_digits import make_sklearn_digits
 from pipeline.data.splits import label_budget
 from pipeline.models.predict import inference_batch
 from pipeline.models.small_cnn import small_cnn
+from pipeline.startup import keep_freed_memory
 from pipeline.transfer.arms import init_model
 from pipeline.transfer.fit import Member, fit_ensemble
 from pipeline.transfer.prefix_cache import PrefixCache
@@ -56,7 +57,8 @@ def vectorisation(s: int) -> None:
     members = []
     for seed in range(s):
         torch.manual_seed(seed)
-        members.append(small_cnn(10))
+        # channels-last, as fit trains single networks and the wide network's activations are
+        members.append(small_cnn(10).to(memory_format=torch.channels_last))
     wide = widen(members)
     link(wide)
     base = copy.deepcopy(members[0]).to("meta")
@@ -205,7 +207,7 @@ def validation_floor(s: int, xv: torch.Tensor, epochs: int) -> float:
     members = []
     for seed in range(s):
         torch.manual_seed(seed)
-        members.append(small_cnn(10).eval())
+        members.append(small_cnn(10).to(memory_format=torch.channels_last).eval())
     wide = widen(members)
     link(wide)
     wide.eval()
@@ -222,6 +224,7 @@ def validation_floor(s: int, xv: torch.Tensor, epochs: int) -> float:
 
 def main(s: int = 10) -> None:
     quiet_libraries()
+    keep_freed_memory()  # what every stage and fit sets, so every pass here runs with it
     vectorisation(s)
     paired_seeds(s)
 

@@ -28,6 +28,7 @@ from pipeline.data.images.synthetic_digits import render_digits
 from pipeline.data.splits import label_budget
 from pipeline.data.streams import Stream
 from pipeline.models.small_cnn import small_cnn
+from pipeline.startup import keep_freed_memory
 from pipeline.transfer.fit import Member, fit, fit_ensemble
 from pipeline.transfer.settings import FitSettings
 from stages._shell import quiet_libraries
@@ -133,6 +134,7 @@ def gpu(members: int = 10) -> None:
 
 def main() -> None:
     quiet_libraries()
+    keep_freed_memory()  # as in every stage and fit; the plain loops run with it too
     torch.set_num_threads(torch.get_num_threads())
     d = make_sklearn_digits(image_size=16, seed=0, test_fraction=0.4, val_per_class=20)
     tr, va = d.splits["train"], d.splits["val"]
