@@ -136,7 +136,7 @@ def test_validation_in_cache_sized_chunks_scores_as_one_batch(monkeypatch, membe
         kw = {"enable_progress_bar": False, "deterministic": True}
         return [r.history for r in fit_ensemble(group, (x, y), trainer_kwargs=kw)]
 
-    whole, chunked = histories(1000), histories(7)
+    whole, chunked = histories(1000), histories(16 * members)  # 40 images: 16 + 16 + 8
     for a, b in zip(whole, chunked, strict=True):
         assert [r["val/acc"] for r in a] == [r["val/acc"] for r in b]
         assert [r["val/loss"] for r in a] == pytest.approx([r["val/loss"] for r in b], rel=1e-5)
@@ -165,10 +165,11 @@ print(dead() is None, frozen > 0, gc.get_freeze_count() == frozen, later() is No
 
 
 def test_a_fractional_limit_val_batches_still_validates():
-    # validation is one Lightning batch unless the user limits validation batches
+    # validation is one Lightning batch unless the user limits validation batches; then they
+    # are inference batches (256 images on CPUs): 600 images, 3 batches, half of them validated
     g = torch.Generator().manual_seed(0)
-    y = torch.arange(200) % 4
-    x = torch.randn(200, 1, 16, 16, generator=g)
+    y = torch.arange(600) % 4
+    x = torch.randn(600, 1, 16, 16, generator=g)
     settings = FitSettings(epochs=2, batch_size=8, head_lr=0.05, backbone_lr=0.01)
     kw = {"enable_progress_bar": False, "limit_val_batches": 0.5}
     torch.manual_seed(0)

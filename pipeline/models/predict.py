@@ -6,21 +6,21 @@ import torch
 
 from pipeline.models.grouped import GroupedNet
 
-# Images per member in one inference pass on a CPU: a member's activations stay in a core's L2
-# cache instead of the L3 that other processes share. Measured round-robin on 2 EPYC cores (a
-# shared VM), 200 validation images through the 4-group CNN at 16x16, best of 25: one model
-# 5.1-5.5 ms in batches of 64, 4.9-10.6 ms in one batch depending on the other tenants' load;
-# 3 members as one wide network 6.8-7.7 ms vs 13.2-14.0 ms in batches of 170 (512 // 3, what fit
-# used before); 10 members 25.2 ms vs 49.4 ms in one batch (tests/benchmarks/bench_ensemble.py).
-CPU_BATCH = 64
+# Images in one inference pass, shared by the members of a wide network. On CPUs, measured
+# round-robin on 2 EPYC cores (tests/benchmarks/bench_ensemble.py, 200 validation images through
+# the 4-group CNN at 16x16, channels-last, with pipeline.startup.keep_freed_memory): one model
+# 2.3 ms in one batch of 200, 2.9 ms in batches of 64, 4.0 ms in batches of 32; 3 members as one
+# wide network 7.2 ms in batches of 64, 7.6 ms in one batch; 10 members 25.4 ms in batches of
+# 32, 27.4 ms in batches of 64, 28.4 ms in one batch. (Without keep_freed_memory, one batch had
+# measured up to 2x slower than batches of 64: every large activation was page-faulted in.)
+CPU_BATCH = 256
 GPU_BATCH = 1024  # GPUs want large batches: one kernel launch per layer for many images
+MIN_BATCH = 16
 
 
 def inference_batch(device: torch.device, members: int = 1) -> int:
     """Images per forward pass when ``members`` networks run side by side (a wide network)."""
-    if device.type == "cpu":
-        return CPU_BATCH
-    return max(16, GPU_BATCH // members)
+    return max(MIN_BATCH, (CPU_BATCH if device.type == "cpu" else GPU_BATCH) // members)
 
 
 @torch.inference_mode()

@@ -350,7 +350,7 @@ def _val_batches(xvs: list[torch.Tensor], ys: list[torch.Tensor], whole: bool) -
     (a view) or each member's own split (or prefix activations), stacked. ``whole``: as one
     batch (the module runs it in cache-sized chunks: see
     :meth:`TransferModule.validation_step`); else in batches of
-    :func:`~pipeline.models.predict.inference_batch` images per member."""
+    :func:`~pipeline.models.predict.inference_batch` images (each for every member)."""
     size = len(xvs[0]) if whole else inference_batch(xvs[0].device, len(xvs))
     return Stream(_stack(xvs), _stack(ys), max(1, size))
 

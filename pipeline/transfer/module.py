@@ -176,9 +176,9 @@ class TransferModule(L.LightningModule):
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], _: int) -> None:
         x, target = batch  # x (N, S, ...), target (N, S): member i's split at [:, i]
-        # One Lightning batch per epoch, run in chunks of inference_batch images per member:
-        # the chunks' activations stay in cache, and Lightning's per-batch bookkeeping (~0.3 ms)
-        # is paid once
+        # One Lightning batch per epoch, run in chunks of inference_batch images (each through
+        # every member; fewer images the more members, so a chunk's activations stay a few MB),
+        # and Lightning's per-batch bookkeeping (~0.3 ms) is paid once
         chunk = inference_batch(x.device, x.shape[1])
         for xc, tc in zip(x.split(chunk), target.split(chunk), strict=True):
             _, logits = self.forward_members(xc)
