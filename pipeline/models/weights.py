@@ -103,7 +103,9 @@ def load_into(
 
 
 def load_model(factory: Callable[[int], nn.Module], path: Path, num_classes: int) -> nn.Module:
-    """``factory(num_classes)`` with the weights stored at ``path``, in eval mode."""
+    """``factory(num_classes)`` with the weights stored at ``path``, in eval mode and in
+    channels-last layout (what training uses: its convolutions and pooling ran up to 1.9x
+    faster on it on CPUs, see :func:`pipeline.transfer.fit.fit_ensemble`)."""
     model = factory(num_classes)
     load_into(model, load_state_dict(path), path)
-    return model.eval()
+    return model.to(memory_format=torch.channels_last).eval()
