@@ -89,7 +89,11 @@ def test_item10_sigterm_in_a_trial_kills_its_run_and_does_not_count_it(workspace
     err = proc.communicate(timeout=120)[1]
     assert proc.returncode == 143, err
     assert "interrupted (SIGTERM)" in err and "Traceback" not in err
-    assert set(statuses("tune", t0)) == {"KILLED"}, "the study's run and the trial's"
+    # which run, if one is not KILLED (seen once in a full local run, not reproduced in 11)
+    found = [
+        (r.info.run_name, r.info.status, r.data.tags.get("optuna.state")) for r in runs("tune", t0)
+    ]
+    assert {s for _, s, _ in found} == {"KILLED"}, f"the study's run and the trial's: {found}"
     study = _study()
     interrupted = [t for t in study.trials if t.user_attrs.get(INTERRUPTED_ATTR)]
     assert len(interrupted) == 1 and interrupted[0].state.name == "FAIL"
