@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
+import functools
 import gc
 import os
 import sys
-
-_frozen = False
-_allocator_tuned: bool | None = None
 
 # glibc's mallopt() parameters (malloc.h) and the largest mmap threshold it accepts on 64-bit
 # systems (DEFAULT_MMAP_THRESHOLD_MAX: 4 MiB * sizeof(long))
@@ -21,6 +18,7 @@ _TRIM_THRESHOLD = 512 << 20
 _MALLOC_ENV = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_")
 
 
+@functools.cache  # once per process
 def freeze_startup_objects() -> None:
     """Move every object alive now (the ~780k objects of torch, Lightning, MLflow, Optuna and
     Hydra after import) into the collector's permanent generation, once per process.
@@ -33,13 +31,11 @@ def freeze_startup_objects() -> None:
     are unaffected), which is why this runs once, before the first fit, when nothing training
     creates exists yet (the recipe of :func:`gc.freeze`'s documentation, for pre-fork servers).
     """
-    global _frozen
-    if not _frozen:
-        _frozen = True
-        gc.collect()
-        gc.freeze()
+    gc.collect()
+    gc.freeze()
 
 
+@functools.cache  # once per process
 def keep_freed_memory() -> bool:
     """Let glibc's malloc reuse the memory of freed tensors instead of handing it back to the
     operating system, once per process. Returns whether the setting is in effect.
@@ -57,17 +53,14 @@ def keep_freed_memory() -> bool:
     ``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_``, ``MALLOC_TOP_PAD_`` or a
     ``glibc.malloc`` tunable in ``GLIBC_TUNABLES``.
     """
-    global _allocator_tuned
-    if _allocator_tuned is None:
-        _allocator_tuned = False
-        chosen = any(k in os.environ for k in _MALLOC_ENV)
-        chosen = chosen or "glibc.malloc" in os.environ.get("GLIBC_TUNABLES", "")
-        if sys.platform.startswith("linux") and not chosen:
-            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-            mallopt = getattr(libc, "mallopt", None)
-            if mallopt is not None:  # glibc; musl has no mallopt
-                _allocator_tuned = bool(
-                    mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)
-                    and mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD)
-                )
-    return _allocator_tuned
+    chosen = any(k in os.environ for k in _MALLOC_ENV)
+    chosen = chosen or "glibc.malloc" in os.environ.get("GLIBC_TUNABLES", "")
+    if chosen or not sys.platform.startswith("linux"):
+        return False
+    # the interpreter's own symbols, which include its C library's (no ldconfig lookup)
+    mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
+    if mallopt is None:  # not glibc (musl has no mallopt)
+        return False
+    return bool(
+        mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD) and mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD)
+    )
