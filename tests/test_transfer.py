@@ -194,3 +194,53 @@ def test_a_stop_whose_exception_was_swallowed_still_stops_training():
     finally:
         stops.clear()
     stops.raise_if_requested()  # cleared: nothing pending
+
+
+@pytest.mark.parametrize("kept", [True, False], ids=["trainer-dicts", "self.log-fallback"])
+def test_callbacks_and_the_progress_bar_see_each_epochs_val_acc(kept, monkeypatch):
+    # val/acc is written into the trainer's metric dicts (or, where Lightning would not keep
+    # that, logged with self.log): Lightning's own callbacks and the progress bar read it there
+    from lightning.pytorch.callbacks import Callback, EarlyStopping
+
+    from pipeline.transfer import module
+
+    if not kept:
+        monkeypatch.setattr(module, "_writes_kept", lambda trainer: False)
+
+    class Seen(Callback):
+        def __init__(self):
+            self.callback, self.bar = [], []
+
+        def on_validation_end(self, trainer, _):
+            self.callback.append(trainer.callback_metrics["val/acc"])
+            self.bar.append(trainer.progress_bar_metrics["val/acc"])
+
+    seen = Seen()
+    settings = FitSettings(epochs=4, batch_size=8, head_lr=0.05, backbone_lr=0.02)
+    torch.manual_seed(0)
+    result = fit(
+        small_cnn(10, width=8),
+        _data(24, 1),
+        _data(40, 2),
+        settings,
+        trainer_kwargs=QUIET,
+        callbacks=[seen],
+    )
+    history = [r["val/acc"] for r in result.history]
+    assert len(history) == 4 and len(set(history)) > 1  # it changes over the epochs
+    assert [float(t) for t in seen.callback] == pytest.approx(history)  # float32 tensors
+    assert all(isinstance(t, torch.Tensor) for t in seen.callback)
+    assert seen.bar == pytest.approx(history)
+    # Lightning's EarlyStopping raises when its monitor is missing; a threshold every accuracy
+    # reaches stops training after the first epoch
+    stop = EarlyStopping(monitor="val/acc", mode="max", stopping_threshold=0.0)
+    torch.manual_seed(0)
+    result = fit(
+        small_cnn(10, width=8),
+        _data(24, 1),
+        _data(40, 2),
+        settings,
+        trainer_kwargs=QUIET,
+        callbacks=[stop],
+    )
+    assert len(result.history) == 1 and stop.stopped_epoch == 0
