@@ -215,17 +215,16 @@ def test_callbacks_and_the_progress_bar_see_each_epochs_val_acc(kept, monkeypatc
             self.callback.append(trainer.callback_metrics["val/acc"])
             self.bar.append(trainer.progress_bar_metrics["val/acc"])
 
+    def run(callback):
+        settings = FitSettings(epochs=4, batch_size=8, head_lr=0.05, backbone_lr=0.02)
+        torch.manual_seed(0)
+        model = small_cnn(10, width=8)
+        return fit(
+            model, _data(24, 1), _data(40, 2), settings, trainer_kwargs=QUIET, callbacks=[callback]
+        )
+
     seen = Seen()
-    settings = FitSettings(epochs=4, batch_size=8, head_lr=0.05, backbone_lr=0.02)
-    torch.manual_seed(0)
-    result = fit(
-        small_cnn(10, width=8),
-        _data(24, 1),
-        _data(40, 2),
-        settings,
-        trainer_kwargs=QUIET,
-        callbacks=[seen],
-    )
+    result = run(seen)
     history = [r["val/acc"] for r in result.history]
     assert len(history) == 4 and len(set(history)) > 1  # it changes over the epochs
     assert [float(t) for t in seen.callback] == pytest.approx(history)  # float32 tensors
@@ -234,13 +233,5 @@ def test_callbacks_and_the_progress_bar_see_each_epochs_val_acc(kept, monkeypatc
     # Lightning's EarlyStopping raises when its monitor is missing; a threshold every accuracy
     # reaches stops training after the first epoch
     stop = EarlyStopping(monitor="val/acc", mode="max", stopping_threshold=0.0)
-    torch.manual_seed(0)
-    result = fit(
-        small_cnn(10, width=8),
-        _data(24, 1),
-        _data(40, 2),
-        settings,
-        trainer_kwargs=QUIET,
-        callbacks=[stop],
-    )
+    result = run(stop)
     assert len(result.history) == 1 and stop.stopped_epoch == 0
