@@ -13,6 +13,8 @@
 
 Round-robin runs (best of 25) for the passes, interleaved fits (best of five) for the fits, in
 one process; on a shared machine the numbers are rough.
+Under the stages' OpenMP wait policy (``PASSIVE`` unless ``OMP_WAIT_POLICY`` is set; see
+``bench_wait_policy.py``).
 """
 
 from __future__ import annotations
@@ -20,6 +22,10 @@ from __future__ import annotations
 import copy
 import sys
 import time
+
+import pipeline  # noqa: F401  first: OpenMP's wait policy as in the stages (before torch)
+
+# isort: split
 
 import torch
 import torch.nn.functional as F
