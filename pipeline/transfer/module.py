@@ -98,6 +98,7 @@ class TransferModule(L.LightningModule):
             super().__setattr__(name, value)
 
     def on_fit_start(self) -> None:
+        self._live_metrics = None  # a new Trainer: check its metric dicts again
         # Lightning may have moved or cast the members (device, "bf16-true"), which gives them
         # new BatchNorm buffers: make them views of the wide network's again
         if self.wide is not None:
@@ -223,13 +224,14 @@ class TransferModule(L.LightningModule):
         back to ``self.log`` where those properties do not return the trainer's own dicts.
         """
         trainer = self.trainer
-        if self._live_metrics is None:  # checked once per fit
+        if self._live_metrics is None:  # checked once per fit (reset in on_fit_start)
             self._live_metrics = _writes_kept(trainer)
         if not self._live_metrics:
             self.log(name, value, prog_bar=True, logger=False)
             return
-        # the dtype self.log gives a Python float
-        trainer.callback_metrics[name] = torch.tensor(value, dtype=torch.get_default_dtype())
+        # the dtype self.log gives a Python float: float64 only under a float64 default
+        dtype = torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
+        trainer.callback_metrics[name] = torch.tensor(value, dtype=dtype)
         trainer.progress_bar_metrics[name] = value
 
     def _metrics(self, i: int, row: list[float]) -> dict[str, float]:
@@ -302,6 +304,7 @@ class TransferModule(L.LightningModule):
 # an epoch of a small target fit); inspect takes a precomputed __signature__ as it is.
 for _step in (TransferModule.training_step, TransferModule.validation_step):
     _step.__signature__ = inspect.signature(_step)
+del _step
 
 
 def _writes_kept(trainer: L.Trainer) -> bool:
