@@ -11,7 +11,7 @@ then stays cheap because OpenMP waits passively instead of spinning (``OMP_WAIT_
 set by :mod:`pipeline` before torch loads): two 2-thread fits on 2 cores took 24 s each with
 libgomp's default (spin, then sleep) and 1.7-1.8 s with the passive policy (0.9 s alone), with
 identical results. Alone, passive waiting costs a wake-up per parallel region: small fits ran
-1.94x faster with ``OMP_WAIT_POLICY=ACTIVE`` (tests/benchmarks/bench_wait_policy.py).
+1.8-1.9x faster with ``OMP_WAIT_POLICY=ACTIVE`` (tests/benchmarks/bench_wait_policy.py).
 """
 
 from __future__ import annotations

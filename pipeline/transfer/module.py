@@ -86,7 +86,7 @@ class TransferModule(L.LightningModule):
         self._sums = torch.zeros(s, 3)
         self._val_sums = torch.zeros(s, 3)
         self.member_metrics: list[dict[str, float]] = []
-        self._live_metrics: bool | None = None
+        self._live_metrics = False  # set per fit in on_fit_start
 
     def __setattr__(self, name: str, value: object) -> None:
         # Lightning names the running hook in _current_fx_name before each of an epoch's ~80
@@ -98,7 +98,7 @@ class TransferModule(L.LightningModule):
             super().__setattr__(name, value)
 
     def on_fit_start(self) -> None:
-        self._live_metrics = None  # a new Trainer: check its metric dicts again
+        self._live_metrics = _writes_kept(self.trainer)  # this fit's Trainer
         # Lightning may have moved or cast the members (device, "bf16-true"), which gives them
         # new BatchNorm buffers: make them views of the wide network's again
         if self.wide is not None:
@@ -223,16 +223,13 @@ class TransferModule(L.LightningModule):
         single Lightning cost of a small target epoch (measured in bench_throughput.py). Falls
         back to ``self.log`` where those properties do not return the trainer's own dicts.
         """
-        trainer = self.trainer
-        if self._live_metrics is None:  # checked once per fit (reset in on_fit_start)
-            self._live_metrics = _writes_kept(trainer)
         if not self._live_metrics:
             self.log(name, value, prog_bar=True, logger=False)
             return
         # the dtype self.log gives a Python float: float64 only under a float64 default
         dtype = torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
-        trainer.callback_metrics[name] = torch.tensor(value, dtype=dtype)
-        trainer.progress_bar_metrics[name] = value
+        self.trainer.callback_metrics[name] = torch.tensor(value, dtype=dtype)
+        self.trainer.progress_bar_metrics[name] = value
 
     def _metrics(self, i: int, row: list[float]) -> dict[str, float]:
         loss_sum, correct, seen, val_loss, val_correct, val_seen = row
@@ -310,12 +307,10 @@ del _step
 def _writes_kept(trainer: L.Trainer) -> bool:
     """Whether ``trainer.callback_metrics`` and ``trainer.progress_bar_metrics`` return the
     trainer's own dicts (Lightning 2.6 does), so that what is written into them is seen later."""
-    probe = "graftlab/probe"
-    kept = True
-    for read in (lambda: trainer.callback_metrics, lambda: trainer.progress_bar_metrics):
-        read()[probe] = 0.0
-        kept = kept and probe in read()
-        read().pop(probe, None)
+    probe, kept = "graftlab/probe", True
+    for prop in ("callback_metrics", "progress_bar_metrics"):
+        getattr(trainer, prop)[probe] = 0.0
+        kept = getattr(trainer, prop).pop(probe, None) is not None and kept
     return kept
 
 

@@ -140,13 +140,29 @@ def gpu(members: int = 10) -> None:
     )
 
 
+def target_data() -> tuple:
+    """The built-in target's train split, its validation tensors, and one labelled subset (1
+    label per class) per seed 0..9: the transfer stage's setting."""
+    d = make_sklearn_digits(image_size=16, seed=0, test_fraction=0.4, val_per_class=20)
+    tr, va = d.splits["train"], d.splits["val"]
+    subsets = [
+        (torch.from_numpy(tr.x[r]), torch.from_numpy(tr.y[r]))
+        for r in (label_budget(tr.y, 1, s) for s in range(10))
+    ]
+    return tr, torch.from_numpy(va.x), torch.from_numpy(va.y), subsets
+
+
+def settings(epochs: int, batch: int) -> FitSettings:
+    return FitSettings(
+        epochs=epochs, batch_size=batch, head_lr=0.01, backbone_lr=0.01, weight_decay=5e-4
+    )
+
+
 def main() -> None:
     quiet_libraries()
     keep_freed_memory()  # as in every stage and fit; the plain loops run with it too
     torch.set_num_threads(torch.get_num_threads())
-    d = make_sklearn_digits(image_size=16, seed=0, test_fraction=0.4, val_per_class=20)
-    tr, va = d.splits["train"], d.splits["val"]
-    xv, yv = torch.from_numpy(va.x), torch.from_numpy(va.y)
+    tr, xv, yv, subsets = target_data()
     src = render_digits(5000, image_size=16, fonts=["DejaVuSans.ttf", "cmr10.ttf"], seed=0)
     one = label_budget(tr.y, 1, 0)
     cases = {  # name: (images, labels, epochs, batch size)
@@ -157,20 +173,14 @@ def main() -> None:
     for i, (name, (xs, ys, epochs, batch)) in enumerate(cases.items()):
         x, y = torch.from_numpy(xs), torch.from_numpy(ys)
         index = np.arange(len(ys))
-        settings = FitSettings(
-            epochs=epochs, batch_size=batch, head_lr=0.01, backbone_lr=0.01, weight_decay=5e-4
-        )
-        pipeline_fit(x, y, xv, yv, settings)  # warm-up
-        subsets = [
-            (torch.from_numpy(tr.x[r]), torch.from_numpy(tr.y[r]))
-            for r in (label_budget(tr.y, 1, s) for s in range(10))
-        ]
+        case = settings(epochs, batch)
+        pipeline_fit(x, y, xv, yv, case)  # warm-up
         plain, ours, ens = [], [], []
         for _ in range(3):
-            plain.append(plain_loop(x, y, xv, yv, settings))
-            ours.append(pipeline_fit(x, y, xv, yv, settings))
+            plain.append(plain_loop(x, y, xv, yv, case))
+            ours.append(pipeline_fit(x, y, xv, yv, case))
             if i == 0:
-                ens.append(ensemble_fit(subsets, xv, yv, settings))
+                ens.append(ensemble_fit(subsets, xv, yv, case))
         n = len(index) * epochs
         print(
             f"{name}:\n  plain loop {n / min(plain):8.0f} samples/s   pipeline "

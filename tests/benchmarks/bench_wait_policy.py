@@ -25,43 +25,26 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
-# torch loads first, so libgomp reads the policy before pipeline sets its default
+# torch loads first, so libgomp reads the policy this script chose before pipeline (imported by
+# bench_throughput) sets its default
 WORKLOAD = """
-import time
+import sys, time
 import torch
-from pipeline.data.images.sklearn_digits import make_sklearn_digits
-from pipeline.data.splits import label_budget
-from pipeline.models.small_cnn import small_cnn
-from pipeline.startup import keep_freed_memory
-from pipeline.transfer.fit import Member, fit_ensemble
-from pipeline.transfer.settings import FitSettings
-from stages._shell import quiet_libraries
-import dataclasses
+sys.path.insert(0, sys.argv[1])
+from bench_throughput import (
+    ensemble_fit, keep_freed_memory, pipeline_fit, quiet_libraries, settings, target_data
+)
 
 quiet_libraries()
 keep_freed_memory()
-d = make_sklearn_digits(image_size=16, seed=0, test_fraction=0.4, val_per_class=20)
-tr, va = d.splits["train"], d.splits["val"]
-val = (torch.from_numpy(va.x), torch.from_numpy(va.y))
-s = FitSettings(epochs=40, batch_size=8, head_lr=0.01, backbone_lr=0.01, weight_decay=5e-4)
-subsets = [
-    (torch.from_numpy(tr.x[r]), torch.from_numpy(tr.y[r]))
-    for r in (label_budget(tr.y, 1, seed) for seed in range(5))
-]
-kw = {"enable_progress_bar": False, "deterministic": True}
-
-def run(n):
-    members = []
-    for seed in range(n):
-        torch.manual_seed(seed)
-        members.append(Member(small_cnn(10), subsets[seed], dataclasses.replace(s, seed=seed)))
-    fit_ensemble(members, val, trainer_kwargs=kw)
-
-run(2)  # warm-up
+_, xv, yv, subsets = target_data()
+case = settings(40, 8)
+ensemble_fit(subsets[:2], xv, yv, case)  # warm-up
 t0 = time.perf_counter()
-run(1)
-run(5)
+pipeline_fit(*subsets[0], xv, yv, case)
+ensemble_fit(subsets[:5], xv, yv, case)
 print(time.perf_counter() - t0)
 """
 
@@ -86,7 +69,10 @@ def _env(changes: dict[str, str | None]) -> dict[str, str]:
 
 def _start(env: dict[str, str]) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-c", WORKLOAD], env=env, stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", WORKLOAD, str(Path(__file__).resolve().parent)],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
     )
 
 
