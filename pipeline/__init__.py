@@ -7,9 +7,17 @@ objects, and return results. The DVC stages in ``stages/`` wire it to ``params.y
 
 import os
 
-# OpenMP reads its wait policy when torch loads it: waiting passively keeps several stage
-# processes on the same cores cheap now that each uses a fixed thread count (see
-# pipeline.threads). A value the user set wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# OpenMP reads how its idle threads wait when torch loads it. Stages wait passively (sleep at
+# once) so that several stage processes on the same cores stay cheap now that each uses a fixed
+# thread count (see pipeline.threads), but libgomp (torch's OpenMP on Linux) first spins for
+# GOMP_SPINCOUNT turns (1000: about 10 us by libgomp's own estimate), which its own setting takes
+# over the policy's. Small target fits enter thousands of parallel regions back to back, and a
+# wake-up from sleep cost each 40-60 us on 2 virtual cores: that short spin made them 1.5x faster
+# alone, and two processes sharing the cores 0.74x as fast as fully passive ones
+# (tests/benchmarks/bench_wait_policy.py). Other OpenMP runtimes read only the policy.
+# A policy the user set wins, with that policy's own spin count; so does a spin count they set.
+if "OMP_WAIT_POLICY" not in os.environ:
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    os.environ.setdefault("GOMP_SPINCOUNT", "1000")
 
 __version__ = "0.1.0"

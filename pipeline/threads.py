@@ -7,11 +7,13 @@ effect at 10 labels per class. So a stage never lets its thread count follow oth
 uses ``trainer.threads``, else ``OMP_NUM_THREADS``, else the cores it may run on.
 
 Oversubscription (two stages on the same cores: ``dvc queue start -j 2``, parallel tune workers)
-then stays cheap because OpenMP waits passively instead of spinning (``OMP_WAIT_POLICY=PASSIVE``,
-set by :mod:`pipeline` before torch loads): two 2-thread fits on 2 cores took 24 s each with
-libgomp's default (spin, then sleep) and 1.7-1.8 s with the passive policy (0.9 s alone), with
-identical results. Alone, passive waiting costs a wake-up per parallel region: small fits ran
-1.8-1.9x faster with ``OMP_WAIT_POLICY=ACTIVE`` (tests/benchmarks/bench_wait_policy.py).
+then stays cheap because OpenMP's idle threads sleep after a short spin (``OMP_WAIT_POLICY=PASSIVE``
+with libgomp's ``GOMP_SPINCOUNT=1000``, set by :mod:`pipeline` before torch loads) instead of
+spinning for milliseconds: two 2-thread fits on 2 cores took 24 s each with libgomp's default
+and 1.7-1.8 s fully passive (0.9 s alone), with identical results. The short spin saves a
+wake-up at most of a small fit's back-to-back parallel regions (1.5x faster alone than fully
+passive) and costs a little when processes share cores (0.74x as fast as fully passive);
+tests/benchmarks/bench_wait_policy.py measures each policy.
 """
 
 from __future__ import annotations

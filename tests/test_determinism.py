@@ -64,12 +64,21 @@ def test_thread_count_is_fixed_by_config_env_or_cores(monkeypatch):
         torch.set_num_threads(before)
 
 
-def test_openmp_waits_passively_unless_the_user_chose_otherwise():
-    code = "import pipeline, os; print(os.environ['OMP_WAIT_POLICY'])"
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+def test_openmp_spins_briefly_then_sleeps_unless_the_user_chose_otherwise():
+    code = (
+        "import pipeline, os; "
+        "print(os.environ.get('OMP_WAIT_POLICY'), os.environ.get('GOMP_SPINCOUNT'))"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
     env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
-    policy = [
-        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=e)
-        for e in (env, {**env, "OMP_WAIT_POLICY": "ACTIVE"})
-    ]
-    assert [p.stdout.strip() for p in policy] == ["PASSIVE", "ACTIVE"]
+    cases = {
+        "PASSIVE 1000": {},
+        "ACTIVE None": {"OMP_WAIT_POLICY": "ACTIVE"},  # the policy's own spin count
+        "PASSIVE None": {"OMP_WAIT_POLICY": "PASSIVE"},  # fully passive, as asked
+        "PASSIVE 0": {"GOMP_SPINCOUNT": "0"},
+    }
+    for want, given in cases.items():
+        run = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, env={**env, **given}
+        )
+        assert run.stdout.strip() == want, (given, run.stderr)
