@@ -129,6 +129,26 @@ def test_frozen_groups_keep_the_source_statistics_in_every_member():
     assert not torch.equal(a, b) and a.data_ptr() != b.data_ptr()
 
 
+@pytest.mark.parametrize("n", [1, 3])
+def test_training_resumes_in_train_mode_after_every_validation_frozen_groups_in_eval(n):
+    class Modes(Callback):
+        def __init__(self):
+            self.seen = []
+
+        def on_train_batch_start(self, trainer, module, *_):
+            net = module.wide or module.members[0]  # the network that computes
+            modes = {m.training for g in net.groups[1:] for m in g.modules()}
+            frozen = {m.training for m in net.groups[0].modules()}
+            self.seen.append((trainer.current_epoch, module.training, modes, frozen))
+
+    val, k = _data(40, 99), 1
+    members = [Member(_model(s), _data(24, 10 + s), _settings(s, k)) for s in SEEDS[:n]]
+    modes = Modes()
+    fit_ensemble(members, val, trainer_kwargs=QUIET, callbacks=[modes], prefix_caching=False)
+    assert {epoch for epoch, *_ in modes.seen} == {0, 1, 2}  # after the 1st and 2nd validation
+    assert all(seen[1:] == (True, {True}, {False}) for seen in modes.seen), modes.seen
+
+
 def test_each_member_logs_its_own_metrics_and_the_loop_logs_the_first_members():
     class Sink(Logger):
         name, version = "sink", 0
