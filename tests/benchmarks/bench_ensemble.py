@@ -13,8 +13,8 @@
 
 Round-robin runs (best of 25) for the passes, interleaved fits (best of five) for the fits, in
 one process; on a shared machine the numbers are rough.
-Under the stages' OpenMP wait policy (``PASSIVE`` unless ``OMP_WAIT_POLICY`` is set; see
-``bench_wait_policy.py``).
+Under the stages' OpenMP wait policy (a short spin, then sleep, unless ``OMP_WAIT_POLICY`` is
+set; see ``bench_wait_policy.py``).
 """
 
 from __future__ import annotations
