@@ -15,8 +15,10 @@ from pipeline.models.grouped import GroupedNet
 from pipeline.models.small_cnn import small_cnn
 from pipeline.objectives.cross_entropy import CrossEntropy
 from pipeline.objectives.dann import DANN
+from pipeline.transfer import module as module_lib
 from pipeline.transfer.arms import Arm, init_model
 from pipeline.transfer.fit import Member, fit, fit_ensemble
+from pipeline.transfer.module import merge_equal_groups
 from pipeline.transfer.prefix_cache import PrefixCache
 from pipeline.transfer.settings import FitSettings
 from pipeline.transfer.source import SourceModel
@@ -369,3 +371,41 @@ def test_a_diverging_ensemble_ends_every_seed_run_failed(workspace):
     assert len(children) == 2 * cfg.transfer.seeds
     assert {c.info.status for c in children} == {"FAILED"}
     assert not Path("outputs/transfer").exists()
+
+
+def test_optimiser_groups_with_equal_settings_merge_in_order_and_others_stay_apart():
+    a, b, c, d = (nn.Parameter(torch.zeros(1)) for _ in range(4))
+    groups = [
+        {"name": "group2", "params": [a], "lr": 0.01, "weight_decay": 0.0},
+        {"name": "head", "params": [b], "lr": 0.05, "weight_decay": 0.0},
+        {"name": "group3", "params": [c], "lr": 0.01, "weight_decay": 0.0},
+        {"name": "DANN", "params": [d], "lr": 0.05, "weight_decay": 1e-4},
+    ]
+    merged = merge_equal_groups(groups)
+    assert [(g["name"], g["params"], g["lr"]) for g in merged] == [
+        ("group2+group3", [a, c], 0.01),
+        ("head", [b], 0.05),
+        ("DANN", [d], 0.05),
+    ]
+    assert groups[0]["params"] == [a]  # the caller's groups are left as they were
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_merged_optimiser_groups_train_bitwise_as_one_group_per_layer_group(n, monkeypatch):
+    def run(merge):
+        groups = []
+        monkeypatch.setattr(
+            module_lib, "merge_equal_groups", lambda g: groups.append(merge(g)) or groups[-1]
+        )
+        members = [Member(_model(s), _data(24, 10 + s), _settings(s, 1)) for s in SEEDS[:n]]
+        val = _data(40, 99)
+        results = fit_ensemble(members, val, trainer_kwargs={**QUIET, "gradient_clip_val": 0.05})
+        return results, len(groups[-1])
+
+    merged, n_merged = run(merge_equal_groups)
+    apart, n_apart = run(list)
+    # 3 trainable groups + head per member; each member's backbone lr differs (_settings)
+    assert (n_apart, n_merged) == (4 * n, 2 if n == 1 else n + 1)
+    for a, b in zip(merged, apart, strict=True):
+        assert [h["val/acc"] for h in a.history] == [h["val/acc"] for h in b.history]
+        assert _max_diff(a.model, b.model) == 0.0
