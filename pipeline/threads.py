@@ -11,9 +11,9 @@ then stays cheap because OpenMP's idle threads sleep after a short spin (``OMP_W
 with libgomp's ``GOMP_SPINCOUNT=1000``, set by :mod:`pipeline` before torch loads) instead of
 spinning for milliseconds: two 2-thread fits on 2 cores took 24 s each with libgomp's default
 and 1.7-1.8 s fully passive (0.9 s alone), with identical results. The short spin saves a
-wake-up at most of a small fit's back-to-back parallel regions (1.5x faster alone than fully
-passive) and costs a little when processes share cores (0.74x as fast as fully passive);
-tests/benchmarks/bench_wait_policy.py measures each policy.
+wake-up at most of a small fit's back-to-back parallel regions (1.5-1.7x faster alone than
+fully passive) and costs a little when processes share cores (0.74-0.79x as fast as fully
+passive); tests/benchmarks/bench_wait_policy.py measures each policy.
 """
 
 from __future__ import annotations
