@@ -390,6 +390,25 @@ def test_optimiser_groups_with_equal_settings_merge_in_order_and_others_stay_apa
     assert groups[0]["params"] == [a]  # the caller's groups are left as they were
 
 
+def test_optimiser_groups_merge_only_on_plain_equal_settings_and_keep_torchs_checks():
+    a, b, c, d = (nn.Parameter(torch.zeros(1)) for _ in range(4))
+    # a single tensor is a group's params as torch accepts it; a tensor lr is never compared
+    # (0.01 and 0.01004 print alike); 1 and 1.0 are different settings to an optimiser
+    groups = [
+        {"params": a, "lr": torch.tensor(0.01)},
+        {"params": [b], "lr": torch.tensor(0.01004)},
+        {"params": [c], "lr": 1},
+        {"params": (d,), "lr": 1.0},
+    ]
+    merged = merge_equal_groups(groups)
+    assert [g["params"] for g in merged] == [[a], [b], [c], [d]]
+    betas = [{"params": [p], "betas": (0.9, 0.99)} for p in (a, b)]  # tuples are plain
+    assert [g["params"] for g in merge_equal_groups(betas)] == [[a, b]]
+    # a parameter in two groups is an error, as the optimiser would say, not a double step
+    with pytest.raises(ValueError, match="more than one parameter group"):
+        merge_equal_groups([{"params": [a], "lr": 0.1}, {"params": [b, a], "lr": 0.1}])
+
+
 @pytest.mark.parametrize("n", [1, 3])
 def test_merged_optimiser_groups_train_bitwise_as_one_group_per_layer_group(n, monkeypatch):
     def run(merge):

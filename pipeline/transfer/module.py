@@ -318,17 +318,38 @@ def merge_equal_groups(groups: list[dict]) -> list[dict]:
     weights are the same; what changes is the per-group cost of a step (its Python and kernel
     dispatch): one fit has a group per layer group (5 for the 4-group CNN) and an ensemble that
     many per member (50 for 10 members), where the default settings give 2 distinct ones.
+    Only plain settings (numbers, strings, booleans, None and tuples of them) are compared;
+    a group with any other value (a tensor learning rate, a list) stays as it is.
+
+    Raises:
+        ValueError: A parameter is in more than one group (what the optimiser would raise).
     """
-    merged: dict[tuple, dict] = {}
-    for group in groups:
-        key = tuple(sorted((k, repr(v)) for k, v in group.items() if k not in ("params", "name")))
+    merged: dict[object, dict] = {}
+    seen: set[int] = set()
+    for i, group in enumerate(groups):
+        params = group["params"]
+        params = [params] if isinstance(params, torch.Tensor) else list(params)
+        for p in params:
+            if id(p) in seen:
+                raise ValueError("some parameters appear in more than one parameter group")
+            seen.add(id(p))
+        settings = {k: v for k, v in group.items() if k not in ("params", "name")}
+        key: object = i  # a group of its own unless every setting is plain
+        if all(_plain(v) for v in settings.values()):
+            key = tuple(sorted((k, type(v).__name__, v) for k, v in settings.items()))
         if key in merged:
-            merged[key]["params"] += list(group["params"])
+            merged[key]["params"] += params
             if "name" in group:
                 merged[key]["name"] = f"{merged[key].get('name', '')}+{group['name']}"
         else:
-            merged[key] = {**group, "params": list(group["params"])}
+            merged[key] = {**group, "params": params}
     return list(merged.values())
+
+
+def _plain(value: object) -> bool:
+    if isinstance(value, tuple):
+        return all(_plain(v) for v in value)
+    return value is None or isinstance(value, bool | int | float | str)
 
 
 def _writes_kept(trainer: L.Trainer) -> bool:
