@@ -13,7 +13,7 @@ import os
 # GOMP_SPINCOUNT turns (1000: about 10 us by libgomp's own estimate), which its own setting takes
 # over the policy's. Small target fits enter thousands of parallel regions back to back, and a
 # wake-up from sleep cost each 40-60 us on 2 virtual cores: that short spin made them 1.5-1.7x
-# faster alone, and two processes sharing the cores 0.74-0.79x as fast as fully passive ones
+# faster alone, and two processes sharing the cores 0.73-0.79x as fast as fully passive ones
 # (tests/benchmarks/bench_wait_policy.py). Other OpenMP runtimes read only the policy.
 # A policy the user set wins, with that policy's own spin count; so does a spin count they set.
 if "OMP_WAIT_POLICY" not in os.environ:

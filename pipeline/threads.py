@@ -12,7 +12,7 @@ with libgomp's ``GOMP_SPINCOUNT=1000``, set by :mod:`pipeline` before torch load
 spinning for milliseconds: two 2-thread fits on 2 cores took 24 s each with libgomp's default
 and 1.7-1.8 s fully passive (0.9 s alone), with identical results. The short spin saves a
 wake-up at most of a small fit's back-to-back parallel regions (1.5-1.7x faster alone than
-fully passive) and costs a little when processes share cores (0.74-0.79x as fast as fully
+fully passive) and costs a little when processes share cores (0.73-0.79x as fast as fully
 passive); tests/benchmarks/bench_wait_policy.py measures each policy.
 """
 
