@@ -16,8 +16,9 @@ import os
 # faster alone, and two processes sharing the cores 0.73-0.79x as fast as fully passive ones
 # (tests/benchmarks/bench_wait_policy.py). Other OpenMP runtimes read only the policy.
 # A policy the user set wins, with that policy's own spin count; so does a spin count they set.
+OPENMP_SPIN_COUNT = "1000"
 if "OMP_WAIT_POLICY" not in os.environ:
     os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
-    os.environ.setdefault("GOMP_SPINCOUNT", "1000")
+    os.environ.setdefault("GOMP_SPINCOUNT", OPENMP_SPIN_COUNT)
 
 __version__ = "0.1.0"

@@ -30,6 +30,8 @@ import sys
 import time
 from pathlib import Path
 
+from pipeline import OPENMP_SPIN_COUNT  # the stages' default (this process loads no torch)
+
 # torch loads first, so libgomp reads the policy this script chose before pipeline (imported by
 # bench_throughput) sets its default
 WORKLOAD = """
@@ -52,7 +54,10 @@ print(time.perf_counter() - t0)
 """
 
 CASES = {  # name: environment changes (None removes the variable)
-    "stages' default (spin 1000)": {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "1000"},
+    f"stages' default (spin {OPENMP_SPIN_COUNT})": {
+        "OMP_WAIT_POLICY": "PASSIVE",
+        "GOMP_SPINCOUNT": OPENMP_SPIN_COUNT,
+    },
     "PASSIVE, no spin": {"OMP_WAIT_POLICY": "PASSIVE"},
     "PASSIVE, spin 500": {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "500"},
     "PASSIVE, spin 2000": {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "2000"},
