@@ -67,6 +67,36 @@ def test_cached_and_uncached_training_agree(k):
     ]
 
 
+def test_a_linear_probe_caches_the_pooled_features_unless_the_pool_has_state():
+    """With every group frozen the cache holds what the head sees, (N, feature_dim), and
+    training matches the uncached run (test above); a pool with weights is never cached."""
+    cache = PrefixCache()
+    probe = _run(4, cache)
+    x = _data(32, 1)[0]
+    assert probe.cached_prefix
+    assert [tuple(v.shape) for v in cache._store.values()] == [(32, 32), (16, 32)]
+    torch.testing.assert_close(cache._store[("src", "target", 5)], probe.model.forward_features(x))
+
+    def stateful_pool(c):
+        net = small_cnn(c, width=8)
+        net.pool = torch.nn.Sequential(net.pool, torch.nn.Linear(32, 32))
+        return net
+
+    model = init_model(stateful_pool, 10, seed=0, source_state=_source_state(), init_groups=4)
+    settings = FitSettings(epochs=1, batch_size=8, head_lr=0.05, backbone_lr=0.02, freeze_groups=4)
+    cache = PrefixCache()
+    fit(
+        model,
+        _data(32, 1),
+        _data(16, 2),
+        settings,
+        trainer_kwargs=QUIET,
+        cache=cache,
+        cache_key="src",
+    )
+    assert [v.dim() for v in cache._store.values()] == [4, 4]  # the last group's maps
+
+
 def test_prefix_cache_computes_each_prefix_once():
     cache = PrefixCache()
     _run(2, cache)

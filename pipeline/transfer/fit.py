@@ -12,10 +12,12 @@ import time
 import warnings
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
+from torch import nn
 
 from pipeline.data.streams import StackedBatches, StepBatches, Stream, stream_seed
 from pipeline.errors import ConfigError, TrainingError
@@ -26,7 +28,7 @@ from pipeline.objectives.cross_entropy import CrossEntropy
 from pipeline.startup import freeze_startup_objects, keep_freed_memory
 from pipeline.transfer.prefix_cache import PrefixCache
 from pipeline.transfer.settings import FitSettings
-from pipeline.transfer.widen import WidenError, check_wide, link, unlink, widen
+from pipeline.transfer.widen import WidenError, check_wide, link, random_layers, unlink, widen
 
 if TYPE_CHECKING:  # Lightning loads at the first fit: stages that do not train never pay for it
     from lightning.pytorch.callbacks import Callback
@@ -115,8 +117,9 @@ def fit(
     best epoch.
 
     With frozen groups and no augmentation the frozen prefix of every stream is computed once
-    (memoised in ``cache`` under ``cache_key``, an id of the weights in the frozen groups) and only
-    the rest of the network is trained; the result is the same as training the whole network.
+    (memoised in ``cache`` under ``cache_key``, an id of the weights in the frozen groups; with
+    every group frozen, the pooled features) and only the rest of the network is trained; the
+    result is the same as training the whole network.
 
     Args:
         model: Network to train in place (already initialised).
@@ -234,14 +237,20 @@ def fit_ensemble(
     streams = [{n: _to(t, device) for n, t in s.items() if n in read} for s in streams]
     vals = [_to(m.val if m.val is not None else val, device) for m in members]
     xvs = [x for x, _ in vals]
+    start = k if use_cache else 0
+    if use_cache and k == models[0].num_groups and _fixed(models[0].pool):
+        # every group frozen (a linear probe): cache the pooled features, not the last group's
+        # maps, which every step re-laid out for the wide network and pooled again. A 10-member
+        # probe trained 1.3x faster, with bitwise the same weights (bench_ensemble.py, k=4)
+        start = k + 1
     if use_cache:
         cache = cache or PrefixCache()
         for i, m in enumerate(members):
             key = (lambda n, m=m: None) if m.cache_keys is None else m.cache_keys.get
             streams[i] = {
-                n: (cache.get(models[i], x, k, key(n)), y) for n, (x, y) in streams[i].items()
+                n: (cache.get(models[i], x, start, key(n)), y) for n, (x, y) in streams[i].items()
             }
-            xvs[i] = cache.get(models[i], xvs[i], k, key("val"))
+            xvs[i] = cache.get(models[i], xvs[i], start, key("val"))
     for member, model, terms in zip(members, models, objectives, strict=True):
         if member.rng_state is not None:
             torch.random.set_rng_state(member.rng_state)
@@ -257,7 +266,7 @@ def fit_ensemble(
         models,
         objectives,
         [m.settings for m in members],
-        start=k if use_cache else 0,
+        start=start,
         driver=driver,
         wide=wide,
         member_loggers=member_loggers,
@@ -436,6 +445,12 @@ def _widen(models: Sequence[GroupedNet], sample: torch.Tensor) -> GroupedNet | N
         )
         return None
     return wide
+
+
+def _fixed(module: nn.Module) -> bool:
+    """Whether ``module`` is a fixed function: no parameters, buffers or random layers."""
+    has_state = any(True for _ in chain(module.parameters(), module.buffers()))
+    return not has_state and not random_layers(module)
 
 
 def _to(tensors: Tensors, device: torch.device) -> Tensors:

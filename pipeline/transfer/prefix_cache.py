@@ -3,8 +3,10 @@
 When groups 0..k-1 are frozen (no gradient, BatchNorm in eval mode) and inputs are not randomly
 augmented, their output is a fixed function of the input. Feeding the cached activations to
 groups k.. gives the same forward and backward pass as running the whole network, at the cost of
-the unfrozen part only. Activations are memoised per (source weights, k, split), so an Optuna
-study or a freeze-depth sweep computes each prefix once.
+the unfrozen part only. With every group frozen (a linear probe) and a pool without state, the
+cache holds the pooled features (``k = num_groups + 1``), so each step runs the head alone.
+Activations are memoised per (source weights, k, split), so an Optuna study or a freeze-depth
+sweep computes each prefix once.
 """
 
 from __future__ import annotations
@@ -22,16 +24,23 @@ def prefix_activations(
     model: GroupedNet, x: torch.Tensor, k: int, batch_size: int | None = None
 ) -> torch.Tensor:
     """Output of groups 0..k-1 (in eval mode) on ``x``, in batches of ``batch_size`` (default
-    :func:`~pipeline.models.predict.inference_batch`); ``x`` itself when k == 0."""
+    :func:`~pipeline.models.predict.inference_batch`); ``x`` itself when k == 0, and the pooled
+    features (what the head sees) when k == ``model.num_groups + 1``."""
     if k == 0:
         return x
+    if k > model.num_groups + 1:
+        raise ValueError(f"k={k}: the model has {model.num_groups} groups and a pool")
     batch_size = batch_size or inference_batch(x.device)
     was_training = [g.training for g in model.groups[:k]]
     for g in model.groups[:k]:
         g.eval()
-    out = torch.cat(
-        [model.forward_groups(x[i : i + batch_size], 0, k) for i in range(0, len(x), batch_size)]
-    )
+
+    def prefix(xb: torch.Tensor) -> torch.Tensor:
+        if k > model.num_groups:
+            return model.forward_features(xb)
+        return model.forward_groups(xb, 0, k)
+
+    out = torch.cat([prefix(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
     for g, mode in zip(model.groups[:k], was_training, strict=True):
         g.train(mode)
     return out.clone()  # a normal tensor: inference tensors cannot be saved for backward
