@@ -151,6 +151,41 @@ def test_training_resumes_in_train_mode_after_every_validation_frozen_groups_in_
     assert all(seen[1:] == (True, {True}, {False}) for seen in modes.seen), modes.seen
 
 
+@pytest.mark.parametrize("n", [1, 3])
+def test_gradients_are_freed_before_every_validation(n):
+    """What Lightning's default before validation does (module.zero_grad), done per optimiser:
+    no parameter, a member's, the wide network's or an objective's, holds a gradient."""
+
+    class Grads(Callback):
+        def __init__(self):
+            self.before, self.during = [], []
+
+        def on_before_optimizer_step(self, trainer, module, optimizer):
+            self.before.append(sum(p.grad is not None for p in module.parameters()))
+
+        def on_validation_start(self, trainer, module):
+            held = [name for name, p in module.named_parameters() if p.grad is not None]
+            self.during.append(held)
+
+    val, k = _data(40, 99), 1
+    streams = {
+        s: {"source": _data(40, 20 + s), "unlabelled": (_data(24, 30 + s)[0], None)} for s in SEEDS
+    }
+    members = [
+        Member(
+            _model(s),
+            streams[s],
+            _settings(s, k),
+            {"ce": CrossEntropy("source"), "dann": DANN(hidden=16)},  # DANN has weights
+        )
+        for s in SEEDS[:n]
+    ]
+    grads = Grads()
+    fit_ensemble(members, val, trainer_kwargs=QUIET, callbacks=[grads])
+    assert min(grads.before) > 0  # trained parameters had gradients at every step
+    assert grads.during == [[]] * 3
+
+
 def test_each_member_logs_its_own_metrics_and_the_loop_logs_the_first_members():
     class Sink(Logger):
         name, version = "sink", 0

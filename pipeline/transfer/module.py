@@ -128,6 +128,14 @@ class TransferModule(L.LightningModule):
         # per module). The modes it captured are the ones train() sets, so set them directly.
         self.train()
 
+    def on_validation_model_zero_grad(self) -> None:
+        # Lightning frees gradients before validation with self.zero_grad(), a walk over every
+        # parameter of every member (frozen ones included): ~5% of a 10-member linear probe's
+        # time. Only the optimisers' parameters get gradients here (frozen groups do not require
+        # them), and each optimiser frees its own per group.
+        for optimizer in self.trainer.optimizers:
+            optimizer.zero_grad(set_to_none=True)
+
     def transfer_batch_to_device(self, batch: object, device: torch.device, _: int) -> object:
         # the streams already live on the training device (pipeline.data.streams): Lightning's
         # generic walk over every batch to move it cost ~0.25 ms a step
