@@ -26,7 +26,7 @@ from pipeline.transfer.train import TargetTask, train_arm, train_arms
 from pipeline.transfer.widen import WidenError, check_wide, link, widen
 from stages import _build as build
 from tests.conftest import DIVERGING_SCRATCH, compose
-from tests.test_transfer import QUIET, _data, _source_state
+from tests.test_transfer import QUIET, _data, _source_state, _with_pool
 
 SEEDS = (0, 1, 2)
 
@@ -153,8 +153,9 @@ def test_training_resumes_in_train_mode_after_every_validation_frozen_groups_in_
 
 @pytest.mark.parametrize("n", [1, 3])
 def test_gradients_are_freed_before_every_validation(n):
-    """What Lightning's default before validation does (module.zero_grad), done per optimiser:
-    no parameter, a member's, the wide network's or an objective's, holds a gradient."""
+    """What Lightning's default before validation does (module.zero_grad): no parameter holds a
+    gradient, a member's, an objective's (DANN's discriminator) or one that no optimiser
+    steps (the pool's extra layer here)."""
 
     class Grads(Callback):
         def __init__(self):
@@ -173,7 +174,7 @@ def test_gradients_are_freed_before_every_validation(n):
     }
     members = [
         Member(
-            _model(s),
+            _model(s, _with_pool(lambda: nn.Linear(32, 32))),
             streams[s],
             _settings(s, k),
             {"ce": CrossEntropy("source"), "dann": DANN(hidden=16)},  # DANN has weights
@@ -184,6 +185,7 @@ def test_gradients_are_freed_before_every_validation(n):
     fit_ensemble(members, val, trainer_kwargs=QUIET, callbacks=[grads])
     assert min(grads.before) > 0  # trained parameters had gradients at every step
     assert grads.during == [[]] * 3
+    assert all(p.grad is None for p in members[0].model.pool.parameters())
 
 
 def test_each_member_logs_its_own_metrics_and_the_loop_logs_the_first_members():

@@ -11,7 +11,7 @@ from pipeline.objectives.base import StepOutputs
 from pipeline.objectives.l2sp import L2SP
 from pipeline.transfer.arms import init_model
 from pipeline.transfer.fit import fit
-from pipeline.transfer.prefix_cache import PrefixCache
+from pipeline.transfer.prefix_cache import PrefixCache, prefix_activations
 from pipeline.transfer.settings import FitSettings
 
 QUIET = {"enable_progress_bar": False}
@@ -67,25 +67,22 @@ def test_cached_and_uncached_training_agree(k):
     ]
 
 
-def test_a_linear_probe_caches_the_pooled_features_unless_the_pool_has_state():
-    """With every group frozen the cache holds what the head sees, (N, feature_dim), and
-    training matches the uncached run (test above); a pool with weights is never cached."""
-    cache = PrefixCache()
-    probe = _run(4, cache)
-    x = _data(32, 1)[0]
-    assert probe.cached_prefix
-    assert [tuple(v.shape) for v in cache._store.values()] == [(32, 32), (16, 32)]
-    torch.testing.assert_close(cache._store[("src", "target", 5)], probe.model.forward_features(x))
-
-    def stateful_pool(c):
+def _with_pool(extra):
+    def factory(c):
         net = small_cnn(c, width=8)
-        net.pool = torch.nn.Sequential(net.pool, torch.nn.Linear(32, 32))
+        net.pool = torch.nn.Sequential(net.pool, extra())
         return net
 
-    model = init_model(stateful_pool, 10, seed=0, source_state=_source_state(), init_groups=4)
-    settings = FitSettings(epochs=1, batch_size=8, head_lr=0.05, backbone_lr=0.02, freeze_groups=4)
+    return factory
+
+
+def _probe(factory, caching):
+    torch.manual_seed(7)  # the extra pool layers' init
+    model = init_model(factory, 10, seed=0, source_state=_source_state(), init_groups=4)
     cache = PrefixCache()
-    fit(
+    settings = FitSettings(epochs=3, batch_size=8, head_lr=0.05, backbone_lr=0.02, freeze_groups=4)
+    torch.manual_seed(0)  # dropout's draws
+    result = fit(
         model,
         _data(32, 1),
         _data(16, 2),
@@ -93,8 +90,37 @@ def test_a_linear_probe_caches_the_pooled_features_unless_the_pool_has_state():
         trainer_kwargs=QUIET,
         cache=cache,
         cache_key="src",
+        prefix_caching=caching,
     )
-    assert [v.dim() for v in cache._store.values()] == [4, 4]  # the last group's maps
+    return result, [v.dim() for v in cache._store.values()]
+
+
+def test_a_linear_probe_caches_what_the_head_sees():
+    probe, dims = _probe(lambda c: small_cnn(c, width=8), True)
+    assert dims == [2, 2]  # (n, feature_dim) for the train and val streams: steps run the head
+    x = _data(32, 1)[0]
+    features = prefix_activations(probe.model, x, probe.model.num_groups + 1)
+    torch.testing.assert_close(features, probe.model.eval().forward_features(x))
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        lambda: torch.nn.Dropout(0.5),  # random in training
+        lambda: torch.nn.BatchNorm1d(32, affine=False, track_running_stats=False),  # per batch
+        lambda: torch.nn.Linear(32, 32),  # weights
+    ],
+)
+def test_a_pool_that_is_not_a_fixed_function_runs_at_every_step(extra):
+    cached, dims = _probe(_with_pool(extra), True)
+    uncached, _ = _probe(_with_pool(extra), False)
+    assert dims == [4, 4]  # the last group's maps; the pool runs in training as without a cache
+    for key in ("train/loss", "val/acc"):
+        assert [h[key] for h in cached.history] == [h[key] for h in uncached.history]
+    x = _data(20, 3)[0]
+    torch.testing.assert_close(predict_logits(cached.model, x), predict_logits(uncached.model, x))
+    with pytest.raises(ValueError, match="not a fixed function"):
+        prefix_activations(cached.model, x, cached.model.num_groups + 1)
 
 
 def test_prefix_cache_computes_each_prefix_once():

@@ -204,6 +204,10 @@ class _Pool(nn.Module):
     """Feature vector of any group's output: the last group's is one already; feature maps are
     averaged; tokens are pooled by the model's own ``pool`` (class token or average)."""
 
+    # the last group's output passes through unchanged, so a linear probe may cache the pooled
+    # features (pipeline.transfer.prefix_cache.pool_is_fixed)
+    fixed_function = True
+
     def __init__(self, tokens: _TimmCode | None = None, channels_last: bool = False) -> None:
         super().__init__()
         object.__setattr__(self, "_tokens", tokens)  # unregistered: its modules are in a group

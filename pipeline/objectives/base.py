@@ -22,7 +22,9 @@ class StepOutputs:
     as in TLlib's DANN), then are split back by stream.
 
     Attributes:
-        x: Inputs as fed to the network (images, or the frozen prefix's cached activations).
+        x: Inputs as fed to the network: images, or the frozen prefix's cached activations
+            (for a cached linear probe, the pooled features themselves); an objective that
+            needs images must not rely on it.
         y: Labels; None for an unlabelled stream.
         features: Pooled features, (n, D) per stream.
         logits: Head outputs, (n, C) per stream.

@@ -87,6 +87,7 @@ class TransferModule(L.LightningModule):
         self._val_sums = torch.zeros(s, 3)
         self.member_metrics: list[dict[str, float]] = []
         self._live_metrics = False  # set per fit in on_fit_start
+        self._parameters_of_fit: list[nn.Parameter] = []
 
     def __setattr__(self, name: str, value: object) -> None:
         # Lightning names the running hook in _current_fx_name before each of an epoch's ~80
@@ -99,6 +100,7 @@ class TransferModule(L.LightningModule):
 
     def on_fit_start(self) -> None:
         self._live_metrics = _writes_kept(self.trainer)  # this fit's Trainer
+        self._parameters_of_fit = list(self.parameters())  # after Lightning moved and cast them
         # Lightning may have moved or cast the members (device, "bf16-true"), which gives them
         # new BatchNorm buffers: make them views of the wide network's again
         if self.wide is not None:
@@ -129,12 +131,11 @@ class TransferModule(L.LightningModule):
         self.train()
 
     def on_validation_model_zero_grad(self) -> None:
-        # Lightning frees gradients before validation with self.zero_grad(), a walk over every
-        # parameter of every member (frozen ones included): ~5% of a 10-member linear probe's
-        # time. Only the optimisers' parameters get gradients here (frozen groups do not require
-        # them), and each optimiser frees its own per group.
-        for optimizer in self.trainer.optimizers:
-            optimizer.zero_grad(set_to_none=True)
+        # What Lightning's default does (self.zero_grad(): free every parameter's gradient), over
+        # the list of parameters taken at fit start instead of a walk over every module of every
+        # member before each validation (a 10-member linear probe 1.02-1.05x faster)
+        for p in self._parameters_of_fit:
+            p.grad = None
 
     def transfer_batch_to_device(self, batch: object, device: torch.device, _: int) -> object:
         # the streams already live on the training device (pipeline.data.streams): Lightning's

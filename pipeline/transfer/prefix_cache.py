@@ -3,7 +3,7 @@
 When groups 0..k-1 are frozen (no gradient, BatchNorm in eval mode) and inputs are not randomly
 augmented, their output is a fixed function of the input. Feeding the cached activations to
 groups k.. gives the same forward and backward pass as running the whole network, at the cost of
-the unfrozen part only. With every group frozen (a linear probe) and a pool without state, the
+the unfrozen part only. With every group frozen (a linear probe) and a fixed-function pool, the
 cache holds the pooled features (``k = num_groups + 1``), so each step runs the head alone.
 Activations are memoised per (source weights, k, split), so an Optuna study or a freeze-depth
 sweep computes each prefix once.
@@ -14,9 +14,23 @@ from __future__ import annotations
 from collections import OrderedDict
 
 import torch
+from torch import nn
 
 from pipeline.models.grouped import GroupedNet
 from pipeline.models.predict import inference_batch
+from pipeline.transfer.widen import PER_CHANNEL
+
+
+def pool_is_fixed(model: GroupedNet) -> bool:
+    """Whether ``model.pool`` applied to the last group's output is a fixed per-sample function,
+    which a linear probe may compute once: built only from parameter-free per-channel layers
+    (average or max pooling, activations), ``Flatten`` and ``Sequential``, or a module that
+    says so (``fixed_function = True``, as timm backbones' pool does). Anything else (weights,
+    dropout, batch statistics) runs at every step."""
+    allowed = (*PER_CHANNEL, nn.Flatten, nn.Sequential)
+    return all(
+        getattr(m, "fixed_function", False) or isinstance(m, allowed) for m in model.pool.modules()
+    )
 
 
 @torch.inference_mode()
@@ -30,9 +44,12 @@ def prefix_activations(
         return x
     if k > model.num_groups + 1:
         raise ValueError(f"k={k}: the model has {model.num_groups} groups and a pool")
+    if k > model.num_groups and not pool_is_fixed(model):
+        raise ValueError("the pool is not a fixed function (see pool_is_fixed): cannot cache it")
     batch_size = batch_size or inference_batch(x.device)
-    was_training = [g.training for g in model.groups[:k]]
-    for g in model.groups[:k]:
+    frozen = [*model.groups[:k], model.pool] if k > model.num_groups else model.groups[:k]
+    was_training = [g.training for g in frozen]
+    for g in frozen:
         g.eval()
 
     def prefix(xb: torch.Tensor) -> torch.Tensor:
@@ -41,7 +58,7 @@ def prefix_activations(
         return model.forward_groups(xb, 0, k)
 
     out = torch.cat([prefix(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
-    for g, mode in zip(model.groups[:k], was_training, strict=True):
+    for g, mode in zip(frozen, was_training, strict=True):
         g.train(mode)
     return out.clone()  # a normal tensor: inference tensors cannot be saved for backward
 

@@ -34,7 +34,7 @@ from pipeline.models.grouped import GroupedNet
 
 # Layers that act on every channel separately and own no parameters: they run unchanged on the
 # wide layout.
-_PER_CHANNEL = (
+PER_CHANNEL = (
     nn.ReLU,
     nn.ReLU6,
     nn.LeakyReLU,
@@ -206,7 +206,7 @@ def _wide_layer(layers: Sequence[nn.Module], name: str) -> nn.Module:
         return WideBatchNorm(layers)
     if kind is nn.Linear:
         return WideLinear(layers)
-    if isinstance(first, _PER_CHANNEL):
+    if isinstance(first, PER_CHANNEL):
         return first
     if isinstance(first, nn.Flatten) and first.start_dim == 1:
         return first
