@@ -27,10 +27,12 @@ def _source_state():
     return small_cnn(10, width=8).state_dict()
 
 
-def _run(k, cache, seed=0, shift=0, caching=True):
-    model = init_model(
-        lambda c: small_cnn(c, width=8), 10, seed=seed, source_state=_source_state(), init_groups=4
-    )
+def _small(c):
+    return small_cnn(c, width=8)
+
+
+def _run(k, cache, seed=0, shift=0, caching=True, factory=_small):
+    model = init_model(factory, 10, seed=seed, source_state=_source_state(), init_groups=4)
     settings = FitSettings(
         epochs=3,
         batch_size=8,
@@ -69,7 +71,7 @@ def test_cached_and_uncached_training_agree(k):
 
 def _with_pool(extra):
     def factory(c):
-        net = small_cnn(c, width=8)
+        net = _small(c)
         net.pool = torch.nn.Sequential(net.pool, extra())
         return net
 
@@ -77,26 +79,14 @@ def _with_pool(extra):
 
 
 def _probe(factory, caching):
-    torch.manual_seed(7)  # the extra pool layers' init
-    model = init_model(factory, 10, seed=0, source_state=_source_state(), init_groups=4)
+    """A linear probe (every group frozen) and what its prefix cache holds (tensor ranks)."""
     cache = PrefixCache()
-    settings = FitSettings(epochs=3, batch_size=8, head_lr=0.05, backbone_lr=0.02, freeze_groups=4)
-    torch.manual_seed(0)  # dropout's draws
-    result = fit(
-        model,
-        _data(32, 1),
-        _data(16, 2),
-        settings,
-        trainer_kwargs=QUIET,
-        cache=cache,
-        cache_key="src",
-        prefix_caching=caching,
-    )
+    result = _run(4, cache, caching=caching, factory=factory)
     return result, [v.dim() for v in cache._store.values()]
 
 
 def test_a_linear_probe_caches_what_the_head_sees():
-    probe, dims = _probe(lambda c: small_cnn(c, width=8), True)
+    probe, dims = _probe(_small, True)
     assert dims == [2, 2]  # (n, feature_dim) for the train and val streams: steps run the head
     x = _data(32, 1)[0]
     features = prefix_activations(probe.model, x, probe.model.num_groups + 1)
