@@ -3,7 +3,7 @@
 import torch
 
 from pipeline.data.images.transforms import RandomShift
-from pipeline.data.streams import StepBatches, Stream, stream_seed
+from pipeline.data.streams import StackedBatches, StepBatches, Stream, stream_seed
 
 
 def _order(stream: Stream) -> list[int]:
@@ -46,6 +46,48 @@ def test_each_step_draws_every_stream_and_an_epoch_is_one_pass_of_the_driver():
     # the other stream cycles across epochs without restarting: 6 draws of its 5 rows + reshuffle
     seen = [int(v) for e in epochs for step in e for v in step["source"][0][:, 0]]
     assert sorted(seen[:5]) == list(range(5))
+
+
+def _members(shared_source: torch.Tensor) -> list[StepBatches]:
+    """Three members: own labelled target rows and seeds, one source tensor shared by all,
+    unlabelled rows of their own (None labels)."""
+    members = []
+    for seed in range(3):
+        target = torch.randn(6, 2, 3, generator=torch.Generator().manual_seed(seed))
+        unlabelled = torch.randn(7, 2, 3, generator=torch.Generator().manual_seed(10 + seed))
+        streams = {
+            "target": Stream(target, torch.arange(6) + seed, 4, shuffle=True, seed=seed),
+            "source": Stream(
+                shared_source, torch.arange(5), 4, shuffle=True, seed=stream_seed(seed, "source")
+            ),
+            "unlabelled": Stream(
+                unlabelled, None, 4, shuffle=True, seed=stream_seed(seed, "unlabelled")
+            ),
+        }
+        members.append(StepBatches(streams, "target"))
+    return members
+
+
+def test_stacked_members_get_each_its_own_batches_epoch_after_epoch():
+    """The stacked ensemble batches (one gather of every member's rows) are, member by member,
+    the batches each member's own streams yield, over epochs in which the other streams cycle
+    on without restarting."""
+    source = torch.randn(5, 2, 3)
+    stacked, alone = StackedBatches(_members(source)), _members(source)
+    assert len(stacked) == 2
+    for _ in range(4):
+        together, apart = list(stacked), [list(m) for m in alone]
+        assert len(together) == len(apart[0]) == 2
+        for j, step in enumerate(together):
+            assert set(step) == {"target", "source", "unlabelled"}
+            for name, (x, y) in step.items():
+                assert x.shape[1] == 3
+                for i, member in enumerate(apart):
+                    own_x, own_y = member[j][name]
+                    assert torch.equal(x[:, i], own_x)
+                    assert (y is None) == (own_y is None)
+                    if y is not None:
+                        assert torch.equal(y[:, i], own_y)
 
 
 def test_stream_seeds_differ_per_stream_and_keep_the_plain_seed_for_the_target():

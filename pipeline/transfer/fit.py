@@ -17,7 +17,13 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from pipeline.data.streams import StackedBatches, StepBatches, Stream, stream_seed
+from pipeline.data.streams import (
+    StackedBatches,
+    StepBatches,
+    Stream,
+    stack_members,
+    stream_seed,
+)
 from pipeline.errors import ConfigError, TrainingError
 from pipeline.models.grouped import GroupedNet
 from pipeline.models.predict import inference_batch
@@ -360,15 +366,7 @@ def _val_batches(xvs: list[torch.Tensor], ys: list[torch.Tensor], whole: bool) -
     :meth:`TransferModule.validation_step`); else in batches of
     :func:`~pipeline.models.predict.inference_batch` images (each for every member)."""
     size = len(xvs[0]) if whole else inference_batch(xvs[0].device, len(xvs))
-    return Stream(_stack(xvs), _stack(ys), max(1, size))
-
-
-def _stack(tensors: list[torch.Tensor]) -> torch.Tensor:
-    """Per-member tensors stacked at dim 1; one tensor shared by all as an expanded view."""
-    first = tensors[0]
-    if all(t is first for t in tensors):
-        return first.unsqueeze(1).expand(-1, len(tensors), *first.shape[1:])
-    return torch.stack(tensors, 1)
+    return Stream(stack_members(xvs), stack_members(ys), max(1, size))
 
 
 def _result(
