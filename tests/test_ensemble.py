@@ -115,6 +115,61 @@ def test_domain_adaptation_streams_train_in_an_ensemble_as_alone(k):
         assert _max_diff(a.model, b.model) < 1e-5
 
 
+@pytest.mark.parametrize(
+    ("shape", "scale"), [((8, 10, 10), 1.0), ((3, 1, 2), 10.0), ((2, 3, 37), 3.0), ((5, 4, 7), 1.0)]
+)
+def test_one_cross_entropy_call_gives_every_member_its_own_gradient(shape, scale):
+    b, s, k = shape
+    g = torch.Generator().manual_seed(b * s * k)
+    logits = (torch.randn(b, s, k, generator=g) * scale).requires_grad_()
+    y = torch.randint(0, k, (b, s), generator=g)
+    apart = torch.stack([nn.functional.cross_entropy(logits[:, i], y[:, i]) for i in range(s)])
+    (grad_apart,) = torch.autograd.grad(apart.sum(), logits)
+    together = CrossEntropy.of_members(logits, y)
+    (grad_together,) = torch.autograd.grad(together.sum(), logits)
+    assert torch.equal(grad_together, grad_apart)  # bitwise: the weights train the same
+    torch.testing.assert_close(together, apart)  # the logged value, up to summation order
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{}, {"weight": 0.5}, {"label_smoothing": 0.1}], ids=["plain", "weighted", "smoothed"]
+)
+def test_cross_entropy_members_train_together_as_alone(kwargs):
+    """Plain cross-entropy takes one call for all members (weighted: scaled per member);
+    label smoothing keeps one call per member. Either way each member trains as alone."""
+    val = _data(40, 99)
+    train = {s: _data(24, 10 + s) for s in SEEDS}
+    settings = {s: _settings(s, 2) for s in SEEDS}
+    alone = [
+        fit(
+            _model(s),
+            train[s],
+            val,
+            settings[s],
+            objectives={"ce": CrossEntropy(**kwargs)},
+            trainer_kwargs=QUIET,
+        )
+        for s in SEEDS
+    ]
+    members = [
+        Member(_model(s), train[s], settings[s], {"ce": CrossEntropy(**kwargs)}) for s in SEEDS
+    ]
+    module = []
+
+    class Keep(Callback):
+        def on_fit_start(self, trainer, pl_module):
+            module.append(pl_module)
+
+    together = fit_ensemble(members, val, trainer_kwargs=QUIET, callbacks=[Keep()])
+    assert (module[0]._joint_ce is not None) == ("label_smoothing" not in kwargs)
+    for a, b in zip(alone, together, strict=True):
+        assert [h["val/acc"] for h in b.history] == [h["val/acc"] for h in a.history]
+        torch.testing.assert_close(
+            [h["train/loss"] for h in b.history], [h["train/loss"] for h in a.history]
+        )
+        assert _max_diff(a.model, b.model) < 1e-5
+
+
 def test_frozen_groups_keep_the_source_statistics_in_every_member():
     val, k = _data(40, 99), 2
     members = [Member(_model(s), _data(24, 10 + s), _settings(s, k)) for s in SEEDS]

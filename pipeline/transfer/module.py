@@ -20,6 +20,7 @@ from pipeline.errors import TrainingError
 from pipeline.models.grouped import GroupedNet
 from pipeline.models.predict import inference_batch
 from pipeline.objectives import Objective, StepOutputs
+from pipeline.objectives.cross_entropy import CrossEntropy
 from pipeline.transfer.freezing import freeze, keep_frozen_eval
 from pipeline.transfer.settings import FitSettings
 from pipeline.transfer.widen import link, to_wide
@@ -86,6 +87,7 @@ class TransferModule(L.LightningModule):
         self._sums = torch.zeros(s, 3)
         self._val_sums = torch.zeros(s, 3)
         self.member_metrics: list[dict[str, float]] = []
+        self._joint_ce = _only_cross_entropy(terms) if len(self.members) > 1 else None
         self._live_metrics = False  # set per fit in on_fit_start
         self._parameters_of_fit: list[nn.Parameter] = []
 
@@ -100,6 +102,13 @@ class TransferModule(L.LightningModule):
 
     def on_fit_start(self) -> None:
         self._live_metrics = _writes_kept(self.trainer)  # this fit's Trainer
+        # Before each validation Lightning records every submodule's mode (a walk over every
+        # member's modules: 4% of a 10-member linear probe) to restore it afterwards, unless
+        # on_validation_model_train is overridden, which here it is: this fit's validation loop
+        # gets a recorder that keeps nothing and restores by train() (what that override does)
+        val_loop = getattr(self.trainer.fit_loop.epoch_loop, "val_loop", None)
+        if hasattr(val_loop, "_module_mode"):
+            val_loop._module_mode = _ModesFromTrain()
         self._parameters_of_fit = list(self.parameters())  # after Lightning moved and cast them
         # Lightning may have moved or cast the members (device, "bf16-true"), which gives them
         # new BatchNorm buffers: make them views of the wide network's again
@@ -169,6 +178,16 @@ class TransferModule(L.LightningModule):
         feats, logits = self.forward_members(xs[0] if len(xs) == 1 else torch.cat(xs))
         split = (lambda t: [t]) if len(xs) == 1 else (lambda t: t.split(sizes))
         feats, logits = split(feats), split(logits)
+        if self._joint_ce is not None:
+            # every member's loss is plain cross-entropy (the default arms, tuning trials): one
+            # call for all members instead of one per member and its StepOutputs, 1.14x faster
+            # for a 10-member linear probe, with bitwise the same gradients
+            ce = self._joint_ce
+            d = names.index(ce.stream)
+            loss = CrossEntropy.of_members(logits[d], batch[ce.stream][1])
+            if ce.weight != 1.0:
+                loss = ce.weight * loss
+            return self._count(names, batch, logits, loss)
         progress = self.current_epoch / max(1, self.settings[0].epochs)
         losses = []
         for i, (member, terms) in enumerate(zip(self.members, self.member_objectives, strict=True)):
@@ -188,6 +207,12 @@ class TransferModule(L.LightningModule):
                 loss = term if loss is None else loss + term
             losses.append(loss)
         loss = losses[0] if len(losses) == 1 else torch.stack(losses)
+        return self._count(names, batch, logits, loss)
+
+    def _count(
+        self, names: list[str], batch: Batch, logits: list[torch.Tensor], loss: torch.Tensor
+    ) -> torch.Tensor:
+        """Add the step to the epoch's sums; return the loss summed over members."""
         # Epoch sums stay on the device and are read once per epoch: a self.log() per step
         # cost more than the forward pass of a small batch (measured in bench_throughput.py).
         with torch.no_grad():
@@ -205,8 +230,12 @@ class TransferModule(L.LightningModule):
         x, target = batch  # x (N, S, ...), target (N, S): member i's split at [:, i]
         # One Lightning batch per epoch, run in chunks of inference_batch images (each through
         # every member; fewer images the more members, so a chunk's activations stay a few MB),
-        # and Lightning's per-batch bookkeeping (~0.3 ms) is paid once
+        # and Lightning's per-batch bookkeeping (~0.3 ms) is paid once. A cached linear probe's
+        # pooled features go through its head in one chunk: 8 chunks of 25 made a 10-member
+        # probe 1.15x slower
         chunk = inference_batch(x.device, x.shape[1])
+        if self.start > self.members[0].num_groups:
+            chunk = len(x)
         for xc, tc in zip(x.split(chunk), target.split(chunk), strict=True):
             _, logits = self.forward_members(xc)
             n, s, k = logits.shape
@@ -359,6 +388,29 @@ def _plain(value: object) -> bool:
     if isinstance(value, tuple):
         return all(_plain(v) for v in value)
     return value is None or isinstance(value, bool | int | float | str)
+
+
+def _only_cross_entropy(terms: Sequence[nn.ModuleDict]) -> CrossEntropy | None:
+    """The first member's cross-entropy term when every member's only term is a plain one (no
+    label smoothing; ensemble members share their terms' settings), else None."""
+    for own in terms:
+        if len(own) != 1:
+            return None
+        (term,) = own.values()
+        if type(term) is not CrossEntropy or term.label_smoothing != 0.0:
+            return None
+    return next(iter(terms[0].values()))
+
+
+class _ModesFromTrain:
+    """What Lightning's evaluation loop calls to save and restore the module's modes around a
+    validation: nothing to save, as ``TransferModule.train()`` sets every mode again."""
+
+    def capture(self, module: nn.Module) -> None:
+        pass
+
+    def restore(self, module: nn.Module) -> None:
+        module.train()
 
 
 def _writes_kept(trainer: L.Trainer) -> bool:
