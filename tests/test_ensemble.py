@@ -170,6 +170,56 @@ def test_cross_entropy_members_train_together_as_alone(kwargs):
         assert _max_diff(a.model, b.model) < 1e-5
 
 
+class _Smoothed(CrossEntropy):
+    """A subclass: its own forward must run."""
+
+
+def _hooked() -> CrossEntropy:
+    term = CrossEntropy()
+    term.register_forward_hook(lambda *_: None)
+    return term
+
+
+def _own_forward() -> CrossEntropy:
+    term = CrossEntropy()
+    term.forward = lambda step: CrossEntropy.forward(term, step) * 3  # type: ignore[method-assign]
+    return term
+
+
+@pytest.mark.parametrize(
+    ("terms", "joint"),
+    [
+        ([CrossEntropy(), CrossEntropy()], True),
+        ([CrossEntropy(weight=0.5), CrossEntropy(weight=0.5)], True),
+        ([CrossEntropy(), CrossEntropy(weight=0.5)], False),  # members' terms differ
+        ([CrossEntropy("source"), CrossEntropy()], False),
+        ([_Smoothed(), _Smoothed()], False),
+        ([_hooked(), CrossEntropy()], False),
+        ([CrossEntropy(), _own_forward()], False),
+        ([CrossEntropy(label_smoothing=0.1)] * 2, False),
+    ],
+    ids=[
+        "plain",
+        "weighted",
+        "weights-differ",
+        "streams-differ",
+        "subclass",
+        "hook",
+        "forward",
+        "ls",
+    ],
+)
+def test_one_call_for_all_members_only_where_no_term_expects_its_forward(terms, joint):
+    dicts = [nn.ModuleDict({"ce": t}) for t in terms]
+    assert (module_lib._only_cross_entropy(dicts) is terms[0]) == joint
+    assert module_lib._only_cross_entropy([*dicts, nn.ModuleDict({})]) is None
+    handle = nn.modules.module.register_module_forward_hook(lambda *_: None)
+    try:
+        assert module_lib._only_cross_entropy(dicts) is None  # a global hook sees every call
+    finally:
+        handle.remove()
+
+
 def test_frozen_groups_keep_the_source_statistics_in_every_member():
     val, k = _data(40, 99), 2
     members = [Member(_model(s), _data(24, 10 + s), _settings(s, k)) for s in SEEDS]

@@ -1,9 +1,17 @@
 """Seeded on-device streams: whole batches, reshuffled each pass, several streams per step."""
 
+import numpy as np
+import pytest
 import torch
 
 from pipeline.data.images.transforms import RandomShift
-from pipeline.data.streams import StackedBatches, StepBatches, Stream, stream_seed
+from pipeline.data.streams import (
+    StackedBatches,
+    StepBatches,
+    Stream,
+    stack_members,
+    stream_seed,
+)
 
 
 def _order(stream: Stream) -> list[int]:
@@ -48,17 +56,24 @@ def test_each_step_draws_every_stream_and_an_epoch_is_one_pass_of_the_driver():
     assert sorted(seen[:5]) == list(range(5))
 
 
-def _members(shared_source: torch.Tensor) -> list[StepBatches]:
-    """Three members: own labelled target rows and seeds, one source tensor shared by all,
-    unlabelled rows of their own (None labels)."""
+def _members(source: np.ndarray, n: int = 3, **target_kw) -> list[StepBatches]:
+    """``n`` members: labelled target rows and seeds of their own, one source array converted
+    per member (separate tensors over the same memory, as the pipeline gives each seed), and
+    unlabelled rows of their own (None labels). The source's 9 rows make 3 batches a pass
+    against the target's 2 steps an epoch, so it cycles across epochs."""
     members = []
-    for seed in range(3):
+    for seed in range(n):
         target = torch.randn(6, 2, 3, generator=torch.Generator().manual_seed(seed))
         unlabelled = torch.randn(7, 2, 3, generator=torch.Generator().manual_seed(10 + seed))
+        kw = {"shuffle": True, **target_kw}
         streams = {
-            "target": Stream(target, torch.arange(6) + seed, 4, shuffle=True, seed=seed),
+            "target": Stream(target, torch.arange(6) + seed, 4, seed=seed, **kw),
             "source": Stream(
-                shared_source, torch.arange(5), 4, shuffle=True, seed=stream_seed(seed, "source")
+                torch.from_numpy(source),
+                torch.arange(len(source)),
+                4,
+                shuffle=True,
+                seed=stream_seed(seed, "source"),
             ),
             "unlabelled": Stream(
                 unlabelled, None, 4, shuffle=True, seed=stream_seed(seed, "unlabelled")
@@ -68,26 +83,55 @@ def _members(shared_source: torch.Tensor) -> list[StepBatches]:
     return members
 
 
-def test_stacked_members_get_each_its_own_batches_epoch_after_epoch():
-    """The stacked ensemble batches (one gather of every member's rows) are, member by member,
-    the batches each member's own streams yield, over epochs in which the other streams cycle
-    on without restarting."""
-    source = torch.randn(5, 2, 3)
-    stacked, alone = StackedBatches(_members(source)), _members(source)
-    assert len(stacked) == 2
-    for _ in range(4):
+def _assert_each_member_gets_its_own_batches(stacked, alone, epochs=4):
+    for _ in range(epochs):
         together, apart = list(stacked), [list(m) for m in alone]
         assert len(together) == len(apart[0]) == 2
         for j, step in enumerate(together):
             assert set(step) == {"target", "source", "unlabelled"}
             for name, (x, y) in step.items():
-                assert x.shape[1] == 3
+                assert x.shape[1] == len(apart)
                 for i, member in enumerate(apart):
                     own_x, own_y = member[j][name]
                     assert torch.equal(x[:, i], own_x)
                     assert (y is None) == (own_y is None)
                     if y is not None:
                         assert torch.equal(y[:, i], own_y)
+
+
+def test_stacked_members_get_each_its_own_batches_epoch_after_epoch():
+    """The stacked ensemble batches (one gather of every member's rows) are, member by member,
+    the batches each member's own streams yield, over epochs in which the source cycles on
+    without restarting."""
+    source = np.random.default_rng(0).normal(size=(9, 2, 3)).astype(np.float32)
+    stacked, alone = StackedBatches(_members(source)), _members(source)
+    assert len(stacked) == 2
+    _assert_each_member_gets_its_own_batches(stacked, alone)
+
+
+@pytest.mark.parametrize("case", ["unshuffled", "unlike"])
+def test_unshuffled_or_unlike_members_get_their_own_batches_too(case):
+    """Unshuffled targets (slices of every member), and members whose streams differ in more
+    than data and seeds (one unshuffled target: each step stacks the members' own batches)."""
+    source = np.random.default_rng(1).normal(size=(9, 2, 3)).astype(np.float32)
+    if case == "unshuffled":
+        members = lambda: _members(source, shuffle=False)  # noqa: E731
+    else:
+        members = lambda: [*_members(source, 2), *_members(source, 1, shuffle=False)]  # noqa: E731
+    _assert_each_member_gets_its_own_batches(StackedBatches(members()), members())
+
+
+def test_members_sharing_memory_stack_as_a_view_and_others_are_copied():
+    a = np.arange(12, dtype=np.float32).reshape(4, 3)
+    shared = stack_members([torch.from_numpy(a) for _ in range(5)])  # one array, 5 conversions
+    assert shared.shape == (4, 5, 3) and shared.stride(1) == 0  # no copy
+    assert shared.data_ptr() == torch.from_numpy(a).data_ptr()
+    apart = stack_members([torch.from_numpy(a), torch.from_numpy(a.copy())])
+    assert apart.stride(1) != 0 and torch.equal(apart[:, 0], apart[:, 1])
+    # other rows of the same memory are other data
+    rows = torch.from_numpy(np.arange(15, dtype=np.float32).reshape(5, 3))
+    other = stack_members([rows[:4], rows[1:]])
+    assert torch.equal(other[:, 0], rows[:4]) and torch.equal(other[:, 1], rows[1:])
 
 
 def test_stream_seeds_differ_per_stream_and_keep_the_plain_seed_for_the_target():

@@ -49,7 +49,9 @@ class Objective(nn.Module):
     on it there) and :meth:`param_groups` (the term's own trainable parameters).
 
     In an ensemble (:func:`pipeline.transfer.fit.fit_ensemble`) every member has its own
-    instance and its own :class:`StepOutputs`, so a term is always written for one network. A term
+    instance and its own :class:`StepOutputs`, so a term is always written for one network
+    (plain :class:`~pipeline.objectives.cross_entropy.CrossEntropy`, when it is every member's
+    only term, is computed for all members in one call without its ``forward``). A term
     that draws random numbers from torch's global generator would, inside an ensemble, draw from
     one stream shared by all members (not the sequence it draws when its member trains alone):
     such a term sets :attr:`unvectorised` to the reason, and its arm trains one seed at a time.

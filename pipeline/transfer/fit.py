@@ -238,8 +238,9 @@ def fit_ensemble(
     k = settings.freeze_groups
     use_cache = prefix_caching and k > 0 and settings.augment is None
     read = {name for o in objectives[0].values() for name in o.reads}
-    streams = [{n: _to(t, device) for n, t in s.items() if n in read} for s in streams]
-    vals = [_to(m.val if m.val is not None else val, device) for m in members]
+    moved: dict[tuple, torch.Tensor] = {}  # one device copy of what members share
+    streams = [{n: _to(t, device, moved) for n, t in s.items() if n in read} for s in streams]
+    vals = [_to(m.val if m.val is not None else val, device, moved) for m in members]
     xvs = [x for x, _ in vals]
     start = k if use_cache else 0
     if use_cache and k == models[0].num_groups and pool_is_fixed(models[0]):
@@ -444,9 +445,21 @@ def _widen(models: Sequence[GroupedNet], sample: torch.Tensor) -> GroupedNet | N
     return wide
 
 
-def _to(tensors: Tensors, device: torch.device) -> Tensors:
+def _to(tensors: Tensors, device: torch.device, moved: dict[tuple, torch.Tensor]) -> Tensors:
+    """``tensors`` on ``device``; tensors over the same memory (the members' copies of one
+    source split, converted per seed) become one device tensor, memoised in ``moved``, so
+    that members share it there too (see :func:`pipeline.data.streams.stack_members`)."""
+
+    def one(t: torch.Tensor) -> torch.Tensor:
+        if t.device == device:
+            return t
+        key = (t.data_ptr(), t.shape, t.stride(), t.dtype, t.device)
+        if key not in moved:
+            moved[key] = t.to(device)
+        return moved[key]
+
     x, y = tensors
-    return x.to(device), None if y is None else y.to(device)
+    return one(x), None if y is None else one(y)
 
 
 def _check_streams(objectives: Mapping[str, Objective], streams: Mapping[str, Tensors]) -> str:
