@@ -10,6 +10,8 @@
    through the same function, at the transfer stage's setting (1 label per class, batch 8, 40
    epochs, validation every epoch), for a fine-tuned (k=0), a frozen-prefix (k=2) and a
    linear-probe (k=4) arm, and with the members run one after another in the same loop.
+3. The floor under the k=0 ratio: the arithmetic of the S members' validation passes, then also
+   of their training steps, with no training loop around them.
 
 Round-robin runs (best of 25) for the passes, interleaved fits (best of five) for the fits, in
 one process; on a shared machine the numbers are rough.
@@ -34,6 +36,7 @@ from pipeline.data.images.sklearn_digits import make_sklearn_digits
 from pipeline.data.splits import label_budget
 from pipeline.models.predict import inference_batch
 from pipeline.models.small_cnn import small_cnn
+from pipeline.objectives.cross_entropy import CrossEntropy
 from pipeline.startup import keep_freed_memory
 from pipeline.transfer.arms import init_model
 from pipeline.transfer.fit import Member, fit_ensemble
@@ -59,7 +62,8 @@ def interleaved(fns: dict, rounds: int = 25) -> dict:
     return {k: min(v) for k, v in times.items()}
 
 
-def vectorisation(s: int) -> None:
+def _wide(s: int) -> tuple[list, object]:
+    """S freshly initialised 4-group CNNs and their wide network."""
     members = []
     for seed in range(s):
         torch.manual_seed(seed)
@@ -67,6 +71,11 @@ def vectorisation(s: int) -> None:
         members.append(small_cnn(10).to(memory_format=torch.channels_last))
     wide = widen(members)
     link(wide)
+    return members, wide
+
+
+def vectorisation(s: int) -> None:
+    members, wide = _wide(s)
     base = copy.deepcopy(members[0]).to("meta")
     names = [n for n, _ in members[0].named_parameters()]
     buffers = {
@@ -205,17 +214,17 @@ def paired_seeds(s: int) -> None:
         f"  floor at k=0: validating {s} members on {len(val[0])} images every epoch alone takes "
         f"{floor:5.2f} s over 40 epochs, {floor / ones[0]:4.2f}x the one-seed fit above"
     )
+    steps = training_floor(s, val[0][:10], epochs=40)
+    print(
+        f"  with their training steps (10 images each, batch 8: forward, backward, SGD step) "
+        f"{floor + steps:5.2f} s, {(floor + steps) / ones[0]:4.2f}x"
+    )
 
 
 def validation_floor(s: int, xv: torch.Tensor, epochs: int) -> float:
     """Seconds of arithmetic no loop can skip: S fine-tuned members' validation passes (one wide
     network, the fit's inference batches), ``epochs`` times."""
-    members = []
-    for seed in range(s):
-        torch.manual_seed(seed)
-        members.append(small_cnn(10).to(memory_format=torch.channels_last).eval())
-    wide = widen(members)
-    link(wide)
+    _, wide = _wide(s)
     wide.eval()
     step = inference_batch(xv.device, s)
     x = xv.unsqueeze(1).expand(-1, s, *xv.shape[1:])
@@ -226,6 +235,27 @@ def validation_floor(s: int, xv: torch.Tensor, epochs: int) -> float:
             wide(to_wide(x[i : i + step]))
 
     return interleaved({"pass": one_pass})["pass"] * epochs
+
+
+def training_floor(s: int, x: torch.Tensor, epochs: int, batch: int = 8) -> float:
+    """Seconds of the other arithmetic no loop can skip: S fine-tuned members' training steps
+    on their ``len(x)`` images (one wide network, the fit's batches, cross-entropy and SGD),
+    ``epochs`` times."""
+    _, wide = _wide(s)
+    wide.train()
+    opt = torch.optim.SGD(wide.parameters(), lr=0.01, momentum=0.9, nesterov=True, foreach=True)
+    xs = x.unsqueeze(1).expand(-1, s, *x.shape[1:]).contiguous()
+    y = torch.arange(len(x)).remainder(10).unsqueeze(1).expand(-1, s).contiguous()
+
+    def one_epoch():
+        for i in range(0, len(x), batch):
+            xb, yb = xs[i : i + batch], y[i : i + batch]
+            opt.zero_grad(set_to_none=True)
+            logits = wide(to_wide(xb)).view(len(xb), s, 10)
+            CrossEntropy.of_members(logits, yb).sum().backward()
+            opt.step()
+
+    return interleaved({"epoch": one_epoch})["epoch"] * epochs
 
 
 def main(s: int = 10) -> None:
