@@ -241,9 +241,10 @@ def training_floor(s: int, x: torch.Tensor, epochs: int, batch: int = 8) -> floa
     """Seconds of the other arithmetic no loop can skip: S fine-tuned members' training steps
     on their ``len(x)`` images (one wide network, the fit's batches, cross-entropy and SGD),
     ``epochs`` times."""
-    _, wide = _wide(s)
+    members, wide = _wide(s)
     wide.train()
-    opt = torch.optim.SGD(wide.parameters(), lr=0.01, momentum=0.9, nesterov=True, foreach=True)
+    params = [p for m in members for p in m.parameters()]  # the wide network computes with views
+    opt = torch.optim.SGD(params, lr=0.01, momentum=0.9, nesterov=True, foreach=True)
     xs = x.unsqueeze(1).expand(-1, s, *x.shape[1:]).contiguous()
     y = torch.arange(len(x)).remainder(10).unsqueeze(1).expand(-1, s).contiguous()
 
