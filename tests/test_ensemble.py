@@ -3,6 +3,7 @@
 import logging
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
@@ -15,6 +16,7 @@ from pipeline.models.grouped import GroupedNet
 from pipeline.models.small_cnn import small_cnn
 from pipeline.objectives.cross_entropy import CrossEntropy
 from pipeline.objectives.dann import DANN
+from pipeline.transfer import fit as fit_lib
 from pipeline.transfer import module as module_lib
 from pipeline.transfer.arms import Arm, init_model
 from pipeline.transfer.fit import Member, fit, fit_ensemble
@@ -157,7 +159,7 @@ def test_cross_entropy_members_train_together_as_alone(kwargs):
     module = []
 
     class Keep(Callback):
-        def on_fit_start(self, trainer, pl_module):
+        def on_train_epoch_start(self, trainer, pl_module):
             module.append(pl_module)
 
     together = fit_ensemble(members, val, trainer_kwargs=QUIET, callbacks=[Keep()])
@@ -180,6 +182,12 @@ def _hooked() -> CrossEntropy:
     return term
 
 
+def _backward_hooked() -> CrossEntropy:
+    term = CrossEntropy()
+    term.register_full_backward_hook(lambda *_: None)
+    return term
+
+
 def _own_forward() -> CrossEntropy:
     term = CrossEntropy()
     term.forward = lambda step: CrossEntropy.forward(term, step) * 3  # type: ignore[method-assign]
@@ -195,6 +203,7 @@ def _own_forward() -> CrossEntropy:
         ([CrossEntropy("source"), CrossEntropy()], False),
         ([_Smoothed(), _Smoothed()], False),
         ([_hooked(), CrossEntropy()], False),
+        ([CrossEntropy(), _backward_hooked()], False),
         ([CrossEntropy(), _own_forward()], False),
         ([CrossEntropy(label_smoothing=0.1)] * 2, False),
     ],
@@ -205,6 +214,7 @@ def _own_forward() -> CrossEntropy:
         "streams-differ",
         "subclass",
         "hook",
+        "backward-hook",
         "forward",
         "ls",
     ],
@@ -213,11 +223,44 @@ def test_one_call_for_all_members_only_where_no_term_expects_its_forward(terms, 
     dicts = [nn.ModuleDict({"ce": t}) for t in terms]
     assert (module_lib._only_cross_entropy(dicts) is terms[0]) == joint
     assert module_lib._only_cross_entropy([*dicts, nn.ModuleDict({})]) is None
-    handle = nn.modules.module.register_module_forward_hook(lambda *_: None)
-    try:
-        assert module_lib._only_cross_entropy(dicts) is None  # a global hook sees every call
-    finally:
-        handle.remove()
+    for register in (
+        nn.modules.module.register_module_forward_hook,
+        nn.modules.module.register_module_full_backward_hook,
+    ):
+        handle = register(lambda *_: None)
+        try:
+            assert module_lib._only_cross_entropy(dicts) is None  # a global hook sees every call
+        finally:
+            handle.remove()
+
+
+def test_a_hook_registered_when_the_fit_starts_still_sees_every_members_term():
+    """The one-call decision is taken when training starts, after the callbacks' set-up."""
+    calls = []
+
+    class Hook(Callback):
+        def on_fit_start(self, trainer, pl_module):
+            for terms in pl_module.member_objectives:
+                terms["ce"].register_forward_hook(lambda *_: calls.append(1))
+
+    members = [Member(_model(s), _data(24, 10 + s), _settings(s, 2)) for s in SEEDS]
+    fit_ensemble(members, _data(40, 99), trainer_kwargs=QUIET, callbacks=[Hook()])
+    assert len(calls) == 3 * 3 * 3  # every member's term, at every step (3 an epoch), 3 epochs
+
+
+def test_members_share_one_device_copy_of_one_split():
+    """Each seed converts the shared splits itself (separate tensors over one array): on the
+    training device they are one tensor; a split of its own gets its own; on the device they
+    are already on, tensors stay as they are."""
+    a = np.zeros((6, 2), dtype=np.float32)
+    moved: dict = {}
+    meta = torch.device("meta")
+    x1, _ = fit_lib._to((torch.from_numpy(a), None), meta, moved)
+    x2, y2 = fit_lib._to((torch.from_numpy(a), torch.zeros(6)), meta, moved)
+    x3, _ = fit_lib._to((torch.from_numpy(a.copy()), None), meta, moved)
+    assert x1.device == meta and x1 is x2 and x3 is not x1 and y2.device == meta
+    cpu = torch.from_numpy(a)
+    assert fit_lib._to((cpu, None), torch.device("cpu"), {})[0] is cpu
 
 
 def test_frozen_groups_keep_the_source_statistics_in_every_member():

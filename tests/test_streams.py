@@ -106,6 +106,8 @@ def test_stacked_members_get_each_its_own_batches_epoch_after_epoch():
     source = np.random.default_rng(0).normal(size=(9, 2, 3)).astype(np.float32)
     stacked, alone = StackedBatches(_members(source)), _members(source)
     assert len(stacked) == 2
+    assert stacked._stacked is not None  # one gather a step
+    assert stacked._stacked.streams["source"].x.stride(1) == 0  # the shared source: a view
     _assert_each_member_gets_its_own_batches(stacked, alone)
 
 
@@ -118,7 +120,9 @@ def test_unshuffled_or_unlike_members_get_their_own_batches_too(case):
         members = lambda: _members(source, shuffle=False)  # noqa: E731
     else:
         members = lambda: [*_members(source, 2), *_members(source, 1, shuffle=False)]  # noqa: E731
-    _assert_each_member_gets_its_own_batches(StackedBatches(members()), members())
+    stacked = StackedBatches(members())
+    assert (stacked._stacked is None) == (case == "unlike")  # unlike: stacked step by step
+    _assert_each_member_gets_its_own_batches(stacked, members())
 
 
 def test_members_sharing_memory_stack_as_a_view_and_others_are_copied():

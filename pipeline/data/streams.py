@@ -146,7 +146,7 @@ class StackedBatches:
             copied = sum(_stack_bytes([s.x for s in c]) for c in columns.values())
             if copied <= STACK_BYTES:
                 stacked = {n: MemberStream(c) for n, c in columns.items()}
-                self._stacked = StepBatches(dict(stacked), first.driver)
+                self._stacked = StepBatches(stacked, first.driver)
 
     def __len__(self) -> int:
         return len(self.members[0])
@@ -166,9 +166,9 @@ class StackedBatches:
             yield {n: _stack([p[n] for p in parts]) for n in parts[0]}
 
 
-#: Most bytes :class:`StackedBatches` copies to stack its members' streams once (beyond that,
-#: each step stacks the members' batches, as a stream read in full by every member would cost
-#: S copies of it).
+#: Most bytes :class:`StackedBatches` copies to stack its members' streams once. Members with
+#: large streams of their own (not one split shared by all) would hold a second, stacked copy of
+#: them for the whole fit; beyond this, each step stacks the members' batches instead.
 STACK_BYTES = 256 * 2**20
 
 
@@ -236,8 +236,8 @@ def _one_memory(tensors: list[torch.Tensor]) -> bool:
     return all(
         t is a
         or (
-            (t.data_ptr(), t.shape, t.stride(), t.dtype, t.device)
-            == (a.data_ptr(), a.shape, a.stride(), a.dtype, a.device)
+            (t.data_ptr(), t.shape, t.stride(), t.dtype, t.device, t.is_conj(), t.is_neg())
+            == (a.data_ptr(), a.shape, a.stride(), a.dtype, a.device, a.is_conj(), a.is_neg())
         )
         for t in tensors
     )

@@ -96,7 +96,7 @@ class TransferModule(L.LightningModule):
         self._sums = torch.zeros(s, 3)
         self._val_sums = torch.zeros(s, 3)
         self.member_metrics: list[dict[str, float]] = []
-        self._joint_ce = _only_cross_entropy(terms) if len(self.members) > 1 else None
+        self._joint_ce: CrossEntropy | None = None  # decided when training starts
         self._live_metrics = False  # set per fit in on_fit_start
         self._parameters_of_fit: list[nn.Parameter] = []
 
@@ -108,6 +108,11 @@ class TransferModule(L.LightningModule):
             object.__setattr__(self, name, value)
         else:
             super().__setattr__(name, value)
+
+    def on_train_start(self) -> None:
+        # after the callbacks' on_fit_start and on_train_start: hooks they register are seen
+        many = len(self.members) > 1
+        self._joint_ce = _only_cross_entropy(self.member_objectives) if many else None
 
     def on_fit_start(self) -> None:
         self._live_metrics = _writes_kept(self.trainer)  # this fit's Trainer
@@ -404,18 +409,19 @@ def _plain(value: object) -> bool:
 def _only_cross_entropy(terms: Sequence[nn.ModuleDict]) -> CrossEntropy | None:
     """The first member's cross-entropy term when every member's only term is a plain one:
     the class itself (not a subclass), the same stream and weight, no label smoothing, and
-    nothing that expects its ``forward`` to run (forward hooks, global module hooks, a
-    ``forward`` set on the instance). Else None."""
+    nothing that expects its ``forward`` or its backward to run (its own or torch's global
+    module hooks, a ``forward`` set on the instance). Else None."""
     from torch.nn.modules import module as torch_module
 
-    if torch_module._global_forward_hooks or torch_module._global_forward_pre_hooks:
+    hooks = ("forward_hooks", "forward_pre_hooks", "backward_hooks", "backward_pre_hooks")
+    if any(getattr(torch_module, f"_global_{h}", None) for h in hooks):
         return None
     plain = []
     for own in terms:
         if len(own) != 1:
             return None
         (term,) = own.values()
-        hooked = term._forward_hooks or term._forward_pre_hooks or "forward" in vars(term)
+        hooked = any(getattr(term, f"_{h}", None) for h in hooks) or "forward" in vars(term)
         if type(term) is not CrossEntropy or hooked or term.label_smoothing != 0.0:
             return None
         plain.append(term)

@@ -239,11 +239,12 @@ def validation_floor(s: int, xv: torch.Tensor, epochs: int) -> float:
 
 def training_floor(s: int, x: torch.Tensor, epochs: int, batch: int = 8) -> float:
     """Seconds of the other arithmetic no loop can skip: S fine-tuned members' training steps
-    on their ``len(x)`` images (one wide network, the fit's batches, cross-entropy and SGD),
-    ``epochs`` times."""
+    on their ``len(x)`` images (one wide network, the fit's batches, cross-entropy and SGD with
+    momentum), ``epochs`` times. Without the fit's weight decay and its two learning-rate
+    groups (about 5% of a step), so the floor is a little low."""
     members, wide = _wide(s)
     wide.train()
-    params = [p for m in members for p in m.parameters()]  # the wide network computes with views
+    params = [p for m in members for p in m.parameters()]  # the wide network owns none
     opt = torch.optim.SGD(params, lr=0.01, momentum=0.9, nesterov=True, foreach=True)
     xs = x.unsqueeze(1).expand(-1, s, *x.shape[1:]).contiguous()
     y = torch.arange(len(x)).remainder(10).unsqueeze(1).expand(-1, s).contiguous()
