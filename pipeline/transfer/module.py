@@ -27,7 +27,8 @@ from pipeline.transfer.widen import link, to_wide
 
 Batch = dict[str, tuple[torch.Tensor, torch.Tensor | None]]
 
-#: Bytes of pooled features (every member's) in one validation chunk of a cached linear probe.
+#: Bytes of pooled features and logits (every member's) in one validation chunk of a cached
+#: linear probe.
 #: 10 members' validation on 10,000 rows of 768 features (10 classes) took 36 ms in chunks of
 #: 4 MiB, 48 ms of 1 MiB, 81 ms of 256 KiB (and before, in chunks of 25 rows), and 126 ms and
 #: +294 MiB of memory at once; 200 rows of 32 features fit in one chunk.
@@ -250,8 +251,10 @@ class TransferModule(L.LightningModule):
         # (a 10-member probe's 200 validation rows in one, not 8 chunks of 25 images: 1.15x
         # faster)
         chunk = inference_batch(x.device, x.shape[1])
-        if self.start > self.members[0].num_groups:
-            chunk = max(chunk, FEATURE_CHUNK_BYTES // (x[0].numel() * x.element_size()))
+        net = self.members[0]
+        if self.start > net.num_groups:  # a row: every member's features and logits
+            row = (x[0].numel() + x.shape[1] * net.num_classes) * x.element_size()
+            chunk = max(chunk, FEATURE_CHUNK_BYTES // row)
         for xc, tc in zip(x.split(chunk), target.split(chunk), strict=True):
             _, logits = self.forward_members(xc)
             n, s, k = logits.shape
