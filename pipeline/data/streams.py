@@ -230,17 +230,17 @@ def stack_members(tensors: list[torch.Tensor]) -> torch.Tensor:
     return torch.stack(tensors, 1)
 
 
+def memory_key(t: torch.Tensor) -> tuple:
+    """Equal for tensors that are the same view of the same memory (say, one array converted
+    by ``torch.from_numpy`` once per member), and only for them while they live."""
+    return (t.data_ptr(), t.shape, t.stride(), t.dtype, t.device, t.is_conj(), t.is_neg())
+
+
 def _one_memory(tensors: list[torch.Tensor]) -> bool:
     """Whether every tensor is the same view of the same memory as the first."""
     a = tensors[0]
-    return all(
-        t is a
-        or (
-            (t.data_ptr(), t.shape, t.stride(), t.dtype, t.device, t.is_conj(), t.is_neg())
-            == (a.data_ptr(), a.shape, a.stride(), a.dtype, a.device, a.is_conj(), a.is_neg())
-        )
-        for t in tensors
-    )
+    key = memory_key(a)
+    return all(t is a or memory_key(t) == key for t in tensors)
 
 
 def _stack_bytes(tensors: list[torch.Tensor]) -> int:

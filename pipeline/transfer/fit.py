@@ -21,6 +21,7 @@ from pipeline.data.streams import (
     StackedBatches,
     StepBatches,
     Stream,
+    memory_key,
     stack_members,
     stream_seed,
 )
@@ -453,7 +454,7 @@ def _to(tensors: Tensors, device: torch.device, moved: dict[tuple, torch.Tensor]
     def one(t: torch.Tensor) -> torch.Tensor:
         if t.device == device:
             return t
-        key = (t.data_ptr(), t.shape, t.stride(), t.dtype, t.device, t.is_conj(), t.is_neg())
+        key = memory_key(t)
         if key not in moved:
             moved[key] = t.to(device)
         return moved[key]

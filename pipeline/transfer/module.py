@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback
 from torch import nn
+from torch.nn.modules import module as torch_module
 
 from pipeline import stops
 from pipeline.errors import TrainingError
@@ -414,8 +415,6 @@ def _only_cross_entropy(terms: Sequence[nn.ModuleDict]) -> CrossEntropy | None:
     the class itself (not a subclass), the same stream and weight, no label smoothing, and
     nothing that expects its ``forward`` or its backward to run (its own or torch's global
     module hooks, a ``forward`` set on the instance). Else None."""
-    from torch.nn.modules import module as torch_module
-
     hooks = ("forward_hooks", "forward_pre_hooks", "backward_hooks", "backward_pre_hooks")
     if any(getattr(torch_module, f"_global_{h}", None) for h in hooks):
         return None

@@ -41,7 +41,7 @@ from pipeline.startup import keep_freed_memory
 from pipeline.transfer.arms import init_model
 from pipeline.transfer.fit import Member, fit_ensemble
 from pipeline.transfer.freezing import freeze, keep_frozen_eval
-from pipeline.transfer.prefix_cache import PrefixCache
+from pipeline.transfer.prefix_cache import PrefixCache, prefix_activations
 from pipeline.transfer.settings import FitSettings
 from pipeline.transfer.widen import link, to_wide, widen
 from stages._shell import quiet_libraries
@@ -223,12 +223,6 @@ def paired_seeds(s: int) -> None:
         )
 
 
-def _prefix(net: torch.nn.Module, x: torch.Tensor, k: int) -> torch.Tensor:
-    """What the fit caches for ``k`` frozen groups: their output on ``x`` (``x`` for k=0)."""
-    with torch.inference_mode():
-        return net.eval().forward_groups(x.contiguous(memory_format=torch.channels_last), 0, k)
-
-
 def validation_floor(s: int, xv: torch.Tensor, epochs: int, k: int = 0) -> float:
     """Seconds of arithmetic no loop can skip: S members' validation passes (one wide network,
     the fit's inference batches) from the cached output of their ``k`` frozen groups, ``epochs``
@@ -236,7 +230,7 @@ def validation_floor(s: int, xv: torch.Tensor, epochs: int, k: int = 0) -> float
     members, wide = _wide(s)
     wide.eval()
     step = inference_batch(xv.device, s)
-    xv = _prefix(members[0], xv, k)  # one computation: the members share the frozen groups
+    xv = prefix_activations(members[0], xv, k)  # once: the members share the frozen groups
     x = xv.unsqueeze(1).expand(-1, s, *xv.shape[1:])
 
     @torch.inference_mode()
@@ -260,7 +254,7 @@ def training_floor(s: int, x: torch.Tensor, epochs: int, k: int = 0, batch: int 
     # the wide network owns no parameters: it computes with the members'
     params = [p for m in members for p in m.parameters() if p.requires_grad]
     opt = torch.optim.SGD(params, lr=0.01, momentum=0.9, nesterov=True, foreach=True)
-    x = _prefix(members[0], x, k).clone()
+    x = prefix_activations(members[0], x, k)
     xs = x.unsqueeze(1).expand(-1, s, *x.shape[1:]).contiguous()
     y = torch.arange(len(x)).remainder(10).unsqueeze(1).expand(-1, s).contiguous()
 
