@@ -14,6 +14,9 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+# Lightning's root folder of each fit: <tempdir>/.graftlab-fit-<owner>-<random> (owned_prefix)
+FIT_ROOT = "graftlab-fit"
+
 
 def pid_alive(pid: int) -> bool:
     """True when process ``pid`` exists (also when another user owns it)."""
@@ -86,3 +89,10 @@ def _me(pid: int) -> Owner:
 def current() -> Owner:
     """This process (computed once per pid, so a forked child gets its own)."""
     return _me(os.getpid())
+
+
+def owned_prefix(name: str) -> str:
+    """``.<name>-<owner>-``: the prefix of a temp folder this process makes for ``name``, which
+    the next run can tell from one a killed process left (``stages._outputs.sweep_leftovers``
+    removes those). ':' is awkward in file names and host names have no '+'."""
+    return f".{name}-{current().token.replace(':', '+')}-"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -82,9 +83,11 @@ def _end_runs(status: str, since_ms: int | None = None) -> None:
 
 @contextmanager
 def guarded(stage: str, cfg: DictConfig) -> Iterator[None]:
-    """Check the output folder can be written and sweep what dead runs of ``stage`` left; run
+    """Check the output folder can be written and sweep what dead runs of ``stage`` left (and
+    Lightning's temp folders of fits in killed processes of any stage); run
     the body; end the stage's runs however it ends, then fold a SQLite store's write-ahead log
     into its database file (:func:`pipeline.tracking.store.checkpoint`)."""
+    from pipeline.processes import FIT_ROOT
     from pipeline.tracking.owners import sweep_dead_runs
     from pipeline.tracking.store import checkpoint
     from stages._outputs import check_writable, sweep_leftovers
@@ -92,6 +95,7 @@ def guarded(stage: str, cfg: DictConfig) -> Iterator[None]:
 
     check_writable(Path(cfg.paths[stage]))
     sweep_leftovers(Path(cfg.paths[stage]))
+    sweep_leftovers(Path(tempfile.gettempdir()) / FIT_ROOT)  # Lightning's folders of dead fits
     uri, experiment_id = use_tracking(cfg)
     sweep_dead_runs(experiment_id, stage)
     try:

@@ -19,14 +19,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from pipeline.errors import StorageError
-from pipeline.processes import Owner, current
+from pipeline.processes import Owner, owned_prefix
 
 log = logging.getLogger(__name__)
 OLD = ".old"
-
-
-def _owner_part() -> str:
-    return current().token.replace(":", "+")  # ':' is awkward in file names; hosts have no '+'
 
 
 def owner_of(folder: Path, final: Path) -> Owner | None:
@@ -78,7 +74,7 @@ def check_writable(final: Path) -> None:
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
         # named like a temp folder of this process, so a parallel run never sweeps it away
-        probe = tempfile.mkdtemp(prefix=f".{final.name}-{_owner_part()}-probe", dir=final.parent)
+        probe = tempfile.mkdtemp(prefix=f"{owned_prefix(final.name)}probe", dir=final.parent)
         Path(probe).rmdir()
     except OSError as err:
         raise StorageError(final.parent, f"cannot write the stage output here ({err})") from err
@@ -115,7 +111,7 @@ def stage_output(final: Path) -> Iterator[Path]:
     """
     check_writable(final)
     sweep_leftovers(final)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-{_owner_part()}-", dir=final.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=owned_prefix(final.name), dir=final.parent))
     tmp.chmod(0o755)
     try:
         yield tmp

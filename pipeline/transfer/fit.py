@@ -30,6 +30,7 @@ from pipeline.models.grouped import GroupedNet
 from pipeline.models.predict import inference_batch
 from pipeline.objectives import Objective
 from pipeline.objectives.cross_entropy import CrossEntropy
+from pipeline.processes import FIT_ROOT, owned_prefix
 from pipeline.startup import freeze_startup_objects, keep_freed_memory
 from pipeline.transfer.prefix_cache import PrefixCache, pool_is_fixed
 from pipeline.transfer.settings import FitSettings
@@ -283,7 +284,9 @@ def fit_ensemble(
     whole = kwargs.get("limit_val_batches") in (None, 1.0)
     val_batches = _val_batches(xvs, [y for _, y in vals], whole)
     history = EpochHistory(len(members))
-    with tempfile.TemporaryDirectory(prefix="graftlab-fit-") as tmp:
+    # Lightning's root folder of this fit, named by its owner so that the next stage run sweeps
+    # it if this process is killed before it is removed (stages._lifecycle.guarded)
+    with tempfile.TemporaryDirectory(prefix=owned_prefix(FIT_ROOT)) as tmp:
         if checkpoint_dir is not None:
             best = ModelCheckpoint(
                 dirpath=checkpoint_dir,

@@ -6,12 +6,14 @@ from __future__ import annotations
 import os
 import random
 import signal
+import tempfile
 import time
 from pathlib import Path
 
 import optuna
 import pytest
 
+from pipeline.processes import FIT_ROOT
 from pipeline.tuning.study import INTERRUPTED_ATTR, counts
 from stages import tune
 from tests.conftest import compose, write_params
@@ -105,8 +107,12 @@ def test_item10_sigterm_in_a_trial_kills_its_run_and_does_not_count_it(workspace
 
 @pytest.mark.parametrize("stage", ["transfer", "tune"])
 def test_item2_kill_9_at_a_random_moment_then_a_rerun_leaves_nothing_running(
-    workspace, capsys, stage
+    workspace, capsys, stage, tmp_path_factory, monkeypatch
 ):
+    # a private temp dir for both processes, where a killed fit leaves Lightning's folder
+    tmp = tmp_path_factory.mktemp("tmpdir")
+    monkeypatch.setenv("TMPDIR", str(tmp))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
     seed = int(os.environ.get("GRAFTLAB_KILL_SEED", time.time_ns() % 10_000))
     delay = random.Random(seed).uniform(0.0, 2.0)
     short = ("tune.epochs=60", "tune.n_trials=3")  # trials of about a second
@@ -124,10 +130,13 @@ def test_item2_kill_9_at_a_random_moment_then_a_rerun_leaves_nothing_running(
     proc.kill()
     proc.wait()
     note = f"GRAFTLAB_KILL_SEED={seed}: killed {delay:.2f} s after a nested run started"
+    left = sorted(p.name for p in tmp.glob(f".{FIT_ROOT}-*"))
+    note += f"; it left {left}"
 
     out = run_in_process(stage, *rerun, capsys=capsys)
     assert out.code == 0, f"{note}\n{out.err[-2000:]}"
     assert "RUNNING" not in statuses(stage, t0), note
     assert temp_folders(workspace) == [], note
+    assert list(tmp.glob(f".{FIT_ROOT}-*")) == [], note  # the killed fit's and the rerun's
     if stage == "tune":
         assert counts(_study(*short))["RUNNING"] == 0, note
