@@ -95,7 +95,8 @@ EQUIVALENT: dict[str, str] = {
     "pipeline.metrics.leep.x_leep__mutmut_18": "a scale of the joint cancels in P(y|z)",
     "pipeline.metrics.leep.x_leep__mutmut_23": "(Z,) broadcasts against (C, Z) like (1, Z)",
     "pipeline.metrics.leep.x_leep__mutmut_25": "(Z,) broadcasts against (C, Z) like (1, Z)",
-    "pipeline.metrics.leep.x_leep__mutmut_46": _CASE,
+    "pipeline.metrics.leep.x_leep__mutmut_36": "a zero-mass column divided by 2, not 1: it is 0",
+    "pipeline.metrics.leep.x_leep__mutmut_45": _CASE,
     "pipeline.metrics.logme.x__spectrum__mutmut_2": (
         "at n == D both branches compute the same spectrum (rounding apart)"
     ),
