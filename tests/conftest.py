@@ -30,7 +30,6 @@ TINY = [
     "tune.subsets=2",
     "tune.epochs=3",
     "tune.sampler.n_startup_trials=2",
-    "tune.pruner.min_resource=1",
     "evaluate.curves.label_efficiency.labels_per_class=[1,2]",
     "evaluate.curves.freeze_depth.seeds=1",
     "evaluate.scores.max_samples=120",

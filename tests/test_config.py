@@ -94,6 +94,25 @@ def test_every_trainer_option_composes(trainer):
     assert {"accelerator", "devices", "precision"} <= set(kw)
 
 
+@pytest.mark.parametrize("option", options("tune/pruner"))
+def test_every_pruner_option_instantiates_an_optuna_pruner(option):
+    import optuna
+
+    # from conf/ as DVC composes it, and from params.yaml as a stage's command line overrides it
+    for cfg in (
+        compose(f"tune/pruner={option}"),
+        apply_overrides(compose(), [f"tune/pruner={option}"]),
+    ):
+        pruner = build.instantiate(cfg, "tune.pruner")
+        assert isinstance(pruner, optuna.pruners.BasePruner)
+        assert (
+            type(pruner)
+            .__name__.lower()
+            .startswith({"asha": "successivehalving", "none": "nop"}.get(option, option))
+        )
+    assert isinstance(build.instantiate(compose(), "tune.pruner"), optuna.pruners.HyperbandPruner)
+
+
 def test_every_arm_resolves_to_settings():
     cfg = compose()
     names = build.arm_names(cfg)
@@ -181,7 +200,8 @@ def test_the_committed_params_and_every_group_option_pass_the_schema(stage):
     from stages._schema import _mandatory, check_config
 
     check_config(OmegaConf.create(yaml.safe_load((REPO / "params.yaml").read_text())), stage)
-    for group in ("model", "trainer", "data/source", "data/target", "transfer/optimizer"):
+    groups = ("model", "trainer", "data/source", "data/target", "transfer/optimizer", "tune/pruner")
+    for group in groups:
         for option in options(group):
             if (group, option) == ("trainer", "gpu") and not torch.cuda.is_available():
                 continue  # refused here on purpose (tests/faults); tests/test_gpu.py runs it

@@ -123,10 +123,7 @@ def test_a_planted_hopeless_trial_is_pruned(workspace):
 SLOW = [
     "tune.n_trials=6",
     "tune.epochs=8",
-    "tune.pruner._target_=optuna.pruners.NopPruner",
-    "~tune.pruner.min_resource",
-    "~tune.pruner.max_resource",
-    "~tune.pruner.reduction_factor",
+    "tune/pruner=none",
 ]
 
 

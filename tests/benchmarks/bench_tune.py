@@ -1,9 +1,14 @@
 """Benchmark: a 20-trial study's wall time over one full fine-tune trial's, with/without caching,
 pruning and vectorised ensembles (each trial trains ``tune.subsets`` paired seeds: one ensemble,
-or one by one). Not collected by pytest; run after `dvc repro` (it reuses outputs/prepare and
-outputs/pretrain) from the repository root:
+or one by one), with the configured pruner (hyperband) or ``tune/pruner=asha``. Not collected
+by pytest; run after `dvc repro` (it reuses outputs/prepare and outputs/pretrain) from the
+repository root:
 
-    python tests/benchmarks/bench_tune.py [n_trials] [hydra overrides, e.g. tune.epochs=10]
+    python tests/benchmarks/bench_tune.py [n_trials] [--pruner-seeds=N] [hydra overrides]
+
+``--pruner-seeds=N`` then runs both pruners' studies with N sampler seeds and prints their epochs
+and best validation accuracies, and the mean difference with its 95% interval (one seed's study
+says little: which trials a pruner stops depends on the order TPE proposes them).
 
 Every variant runs the tune stage's real objective (Lightning training, per-epoch pruning
 reports, a nested MLflow run per trial) in this one process, against a throwaway MLflow store
@@ -20,7 +25,7 @@ import time
 import optuna
 
 
-def main(n_trials: int = 20, overrides: list[str] | None = None) -> None:
+def main(n_trials: int = 20, overrides: list[str] | None = None, pruner_seeds: int = 0) -> None:
     tmp = tempfile.mkdtemp(prefix="graftlab-bench-")
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp}/mlflow.db"
     from functools import partial
@@ -28,6 +33,7 @@ def main(n_trials: int = 20, overrides: list[str] | None = None) -> None:
     import mlflow
 
     from pipeline.data.store import load_domain
+    from pipeline.metrics.intervals import Interval
     from pipeline.tracking.logger import run_logger
     from pipeline.transfer.prefix_cache import PrefixCache
     from pipeline.transfer.source import SourceModel
@@ -37,7 +43,7 @@ def main(n_trials: int = 20, overrides: list[str] | None = None) -> None:
     from stages import _build as build
     from stages import tune
     from stages._files import Layout
-    from stages._shell import load_config, quiet_libraries, use_tracking
+    from stages._shell import apply_overrides, load_config, quiet_libraries, use_tracking
 
     quiet_libraries()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -56,14 +62,32 @@ def main(n_trials: int = 20, overrides: list[str] | None = None) -> None:
     )
 
     def study(
-        caching: bool, pruning: bool, n: int, fixed: dict | None = None, ensembles: bool = True
+        caching: bool,
+        pruning: str,
+        n: int,
+        fixed: dict | None = None,
+        ensembles: bool = True,
+        sampler_seed: int | None = None,
     ) -> tuple:
-        pruner = build.instantiate(cfg, "tune.pruner") if pruning else optuna.pruners.NopPruner()
+        """``pruning``: "off", "on" (the configured pruner) or a ``conf/tune/pruner`` option;
+        ``sampler_seed`` replaces ``tune.sampler.seed``."""
+        reseeded = (
+            cfg
+            if sampler_seed is None
+            else apply_overrides(cfg, [f"tune.sampler.seed={sampler_seed}"])
+        )
+        pruner = (
+            optuna.pruners.NopPruner()
+            if pruning == "off"
+            else build.instantiate(cfg, "tune.pruner")
+            if pruning == "on"
+            else build.instantiate(apply_overrides(cfg, [f"tune/pruner={pruning}"]), "tune.pruner")
+        )
         s = optuna.create_study(  # a fixed name: Hyperband assigns brackets by name and number
             study_name="bench",
             direction="maximize",
             pruner=pruner,
-            sampler=build.instantiate(cfg, "tune.sampler"),
+            sampler=build.instantiate(reseeded, "tune.sampler"),
         )
         if fixed:
             s.enqueue_trial(fixed)
@@ -89,7 +113,7 @@ def main(n_trials: int = 20, overrides: list[str] | None = None) -> None:
         return seconds, s.best_value, states.count("PRUNED"), epochs
 
     # warm-up (imports, first Trainer), not timed
-    study(True, True, 1)
+    study(True, "on", 1)
     full = {
         p.key: (
             0
@@ -103,10 +127,10 @@ def main(n_trials: int = 20, overrides: list[str] | None = None) -> None:
     # The reference trial runs before every variant (this machine's speed drifts); each ratio
     # divides by the fastest of all of them.
     refs, rows = [], []
-    variants = [(False, False, True), (True, False, True), (False, True, True)]
-    variants += [(True, True, False), (True, True, True)]
+    variants = [(False, "off", True), (True, "off", True), (False, "on", True)]
+    variants += [(True, "on", False), (True, "on", True), (True, "asha", True)]
     for caching, pruning, ensembles in variants:
-        refs += [study(False, False, 1, fixed=full)[0] for _ in range(2)]
+        refs += [study(False, "off", 1, fixed=full)[0] for _ in range(2)]
         rows.append(
             ((caching, pruning, ensembles), study(caching, pruning, n_trials, None, ensembles))
         )
@@ -119,10 +143,38 @@ def main(n_trials: int = 20, overrides: list[str] | None = None) -> None:
     print(f"{header}{'pruned':>8}{'epochs':>8}")
     on = {True: "on", False: "off"}
     for (caching, pruning, ens), (seconds, best, pruned, epochs) in rows:
-        name = f"caching={on[caching]}, pruning={on[pruning]}, ensembles={on[ens]}"
+        name = f"caching={on[caching]}, pruning={pruning}, ensembles={on[ens]}"
         print(f"{name:<44}{seconds:>9.1f}{seconds / one:>7.2f}{best:>14.3f}{pruned:>8}{epochs:>8}")
     print(f"(goal: a {n_trials}-trial study <= 3x one full trial; a naive search is ~{n_trials}x)")
+    if pruner_seeds:
+        compare_pruners(study, pruner_seeds, Interval)
+
+
+def compare_pruners(study, n_seeds: int, interval) -> None:
+    """Hyperband (the configured pruner) against ``tune/pruner=asha`` over sampler seeds."""
+    print(f"\npruners over sampler seeds 0-{n_seeds - 1} (caching and ensembles on)")
+    print(f"{'seed':>4}{'hyperband epochs':>18}{'best':>7}{'asha epochs':>13}{'best':>7}")
+    epochs, best = {"on": [], "asha": []}, {"on": [], "asha": []}
+    for seed in range(n_seeds):
+        for pruner in ("on", "asha"):
+            _, value, _, n = study(True, pruner, 20, sampler_seed=seed)
+            epochs[pruner].append(n)
+            best[pruner].append(value)
+        print(
+            f"{seed:>4}{epochs['on'][-1]:>18}{best['on'][-1]:>7.3f}"
+            f"{epochs['asha'][-1]:>13}{best['asha'][-1]:>7.3f}"
+        )
+    ratio = sum(epochs["asha"]) / sum(epochs["on"])
+    diff = interval.of([a - h for a, h in zip(best["asha"], best["on"], strict=True)])
+    print(
+        f"asha: {ratio:.2f}x hyperband's epochs; best val acc asha - hyperband "
+        f"{diff.mean:+.3f} (95% CI {diff.low:+.3f} to {diff.high:+.3f})"
+    )
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 20, sys.argv[2:])
+    args = sys.argv[1:]
+    flags = [a for a in args if a.startswith("--pruner-seeds=")]
+    rest = [a for a in args if a not in flags]
+    n = int(rest.pop(0)) if rest and rest[0].isdigit() else 20
+    main(n, rest, int(flags[-1].split("=", 1)[1]) if flags else 0)

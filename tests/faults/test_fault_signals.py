@@ -35,10 +35,7 @@ LONG_TRANSFER = (*NO_TUNE, "transfer.epochs=3000")  # minutes: an interrupt land
 LONG_TUNE = (
     "tune.n_trials=4",
     "tune.epochs=3000",
-    "tune.pruner._target_=optuna.pruners.NopPruner",
-    "~tune.pruner.min_resource",
-    "~tune.pruner.max_resource",
-    "~tune.pruner.reduction_factor",
+    "tune/pruner=none",
 )
 
 
