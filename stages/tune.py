@@ -123,7 +123,15 @@ def run(cfg: DictConfig) -> dict:
     )
     t = cfg.tune
     with parent_run(study, experiment_id, f"{STAGE}:{study.study_name}", tags) as parent:
-        mlflow.log_params(flatten({"tune": OmegaConf.to_container(t, resolve=True)}))
+        # what names the study is a param; what each run or worker may set differently (more
+        # trials to extend the study, a timeout) is a tag, which a re-opened run may overwrite
+        settings = OmegaConf.to_container(t, resolve=True)
+        settings["storage"] = redact(t.storage or JOURNAL)  # never a database password
+        mlflow.log_params(
+            flatten({"tune": {k: v for k, v in settings.items() if k not in NOT_HASHED}})
+        )
+        per_run = flatten({"tune": {k: v for k, v in settings.items() if k in NOT_HASHED}})
+        mlflow.set_tags({k: str(v) for k, v in per_run.items()})
         seeds = [int(cfg.seed) + i for i in range(t.subsets)]
         arm_for, train = build.trial_arm(cfg, groups), setting.scored(cfg, task, train)
         monitor = setting.tune_monitor(cfg)

@@ -207,3 +207,41 @@ def test_two_workers_share_one_study_on_a_journal_file(workspace):
 def test_two_workers_share_one_study_on_postgresql(workspace):
     with postgres_server() as url:
         _parallel(workspace, url)
+
+
+def test_more_trials_extend_the_study_and_reopen_its_run(workspace, capsys):
+    # the README's "tune.n_trials=40 extends the same study": the parent MLflow run the first
+    # run finished is re-opened, and n_trials, which may differ per run, is a tag, not a param
+    from mlflow import MlflowClient
+
+    from tests.faults.conftest import run_in_process
+
+    write_params(workspace, compose(*SLOW, "tune.epochs=3", "tune.n_trials=2"))
+    first = run_in_process("tune", capsys=capsys)
+    assert first.code == 0, first.err
+    run_id = yaml.safe_load((workspace / "outputs/tune/best.yaml").read_text())["tune_run_id"]
+    more = run_in_process("tune", "tune.n_trials=3", "tune.timeout=600", capsys=capsys)
+    assert more.code == 0, more.err
+    best = yaml.safe_load((workspace / "outputs/tune/best.yaml").read_text())
+    assert best["tune_run_id"] == run_id
+    c = counts(_study(workspace, overrides=("tune.epochs=3",)))  # SLOW's study, at 3 epochs
+    assert c["COMPLETE"] == 3 and c["RUNNING"] == 0
+    run = MlflowClient().get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert (run.data.tags["tune.n_trials"], run.data.tags["tune.timeout"]) == ("3", "600")
+    assert "tune.n_trials" not in run.data.params and run.data.params["tune.epochs"] == "3"
+
+
+@pytest.mark.postgres
+def test_the_study_run_never_records_a_storage_password(workspace):
+    from mlflow import MlflowClient
+
+    with postgres_server() as url:  # trust auth: the password is accepted and ignored
+        secret = url.replace("@", ":s3cret@", 1)
+        write_params(workspace, compose(*SLOW, "tune.n_trials=1", f"tune.storage={secret}"))
+        done = subprocess.run(_tune_cmd(), cwd=workspace, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    run_id = yaml.safe_load((workspace / "outputs/tune/best.yaml").read_text())["tune_run_id"]
+    run = MlflowClient().get_run(run_id)
+    assert run.data.tags["tune.storage"] == secret.replace("s3cret", "***")
+    assert "s3cret" not in str(run.data.params) + str(run.data.tags)
