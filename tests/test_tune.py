@@ -47,6 +47,18 @@ def test_bad_tune_config_fails_before_any_trial(workspace, override, match):
     assert not Path("optuna-journal.log").exists() or "storage" not in override
 
 
+def test_an_unreachable_study_database_is_one_line_and_exit_2(workspace):
+    write_params(workspace, compose())
+    url = "postgresql://nobody:pw@127.0.0.1:1/none"
+    done = subprocess.run(
+        _tune_cmd(f"tune.storage={url}"), cwd=workspace, capture_output=True, text=True
+    )
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "tune.storage='postgresql://nobody:***@127.0.0.1:1/none'" in lines[0]
+    assert "Connection refused" in lines[0], lines
+
+
 def test_space_bound_groups_is_the_backbone_group_count():
     space = {"transfer": {"freeze_groups": {"type": "int", "low": 0, "high": "groups"}}}
     (p,) = parse_space(space, groups=5)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import random
 import time
+import warnings
 from pathlib import Path
 
 from pipeline.errors import ConfigError, StorageError
@@ -96,26 +97,35 @@ def open_storage(
 
     for attempt in range(_SCHEMA_RETRIES):
         try:
-            return RDBStorage(
-                url,
-                heartbeat_interval=heartbeat_interval,
-                grace_period=grace_period,
-                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
-                engine_kwargs={"pool_pre_ping": True, "connect_args": _connect_args(url)},
-            )
+            with warnings.catch_warnings():  # heartbeats: experimental since Optuna 2.8, still
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return RDBStorage(
+                    url,
+                    heartbeat_interval=heartbeat_interval,
+                    grace_period=grace_period,
+                    heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
+                    engine_kwargs={"pool_pre_ping": True, "connect_args": _connect_args(url)},
+                )
         except (IntegrityError, ProgrammingError) as err:
             # Workers started together all create Optuna's schema on a fresh database and
             # PostgreSQL rejects all but one (duplicate type/table): wait, then use what exists.
             if attempt == _SCHEMA_RETRIES - 1:
                 raise ConfigError(
-                    "tune.storage", redact(url), f"a usable database ({err})"
+                    "tune.storage", redact(url), f"a usable database ({_first_line(err)})"
                 ) from err
             time.sleep(0.2 + random.random() * (attempt + 1))
-        except (optuna.exceptions.StorageInternalError, ImportError, ValueError) as err:
-            raise ConfigError("tune.storage", redact(url), f"a reachable database ({err})") from err
         except Exception as err:  # SQLAlchemy's OperationalError/ArgumentError, driver errors
-            raise ConfigError("tune.storage", redact(url), f"a reachable database ({err})") from err
+            allowed = f"a reachable database ({_first_line(err)})"
+            raise ConfigError("tune.storage", redact(url), allowed) from err
     raise AssertionError("unreachable")
+
+
+def _first_line(err: BaseException) -> str:
+    """The driver's own message of a SQLAlchemy error, first line only (psycopg adds hints on
+    more lines, SQLAlchemy the SQL and a link), so the error stays one line."""
+    cause = getattr(err, "orig", None) or err
+    lines = str(cause).strip().splitlines()
+    return lines[0] if lines else type(cause).__name__
 
 
 def _connect_args(url: str) -> dict:
