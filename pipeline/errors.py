@@ -87,6 +87,7 @@ class Interrupted(BaseException):
         self.signum = signum
         self.name = signal.Signals(signum).name
         self.at_ms = int(time.time() * 1000)  # runs that ended after this were ended by it
+        self.runs_ended = 0  # how many of the stage's runs it ended (KILLED), once unwound
         super().__init__(f"interrupted ({self.name})")
 
     @property

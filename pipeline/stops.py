@@ -11,6 +11,18 @@ records the request here, and the training loop raises it at its next step
 from __future__ import annotations
 
 _requested: list[BaseException] = []
+_settled: list[bool] = []
+
+
+def settle() -> None:
+    """The stage's work is done and recorded: a signal from now on is not an interrupt of it
+    (the shell ignores it, so outputs and FINISHED runs are not reported as interrupted)."""
+    _settled[:] = [True]
+
+
+def settled() -> bool:
+    """Whether :func:`settle` was called since the last :func:`clear`."""
+    return bool(_settled)
 
 
 def request(err: BaseException) -> None:
@@ -19,8 +31,10 @@ def request(err: BaseException) -> None:
 
 
 def clear() -> None:
-    """Forget the pending stop (the shell that recorded it has finished)."""
+    """Forget the pending stop and the settled state (the shell that recorded them has
+    finished)."""
     _requested.clear()
+    _settled.clear()
 
 
 def raise_if_requested() -> None:

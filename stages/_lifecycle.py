@@ -47,6 +47,9 @@ def interrupts() -> Iterator[None]:
             return
         err = Interrupted(signum)
         seen.append(err)
+        if stops.settled():  # after the stage's work was done and recorded: let it exit
+            log.debug("%s after the stage finished: ignored", err)
+            return
         stops.request(err)  # raised again by the training loop if this raise is swallowed
         raise err
 
@@ -68,17 +71,20 @@ def interrupts() -> Iterator[None]:
             signal.signal(s, h)
 
 
-def _end_runs(status: str, since_ms: int | None = None) -> None:
+def _end_runs(status: str, since_ms: int | None = None) -> int:
+    """End this process's runs still RUNNING with ``status``; how many there were."""
     from pipeline.tracking.owners import end_own_runs
 
+    count = 0
     for experiment_id in sorted(_experiments):
         try:
             ended = end_own_runs(experiment_id, status, since_ms)
         except Exception as err:  # the store itself may be what failed: say so, do not mask
             log.warning("could not mark this stage's MLflow runs %s (%s)", status, err)
             continue
-        if ended:
-            log.info("marked %d MLflow run(s) %s", len(ended), status)
+        count += len(ended)
+        log.debug("marked %d MLflow run(s) %s", len(ended), status)  # the error line says it
+    return count
 
 
 @contextmanager
@@ -101,8 +107,9 @@ def guarded(stage: str, cfg: DictConfig) -> Iterator[None]:
     try:
         yield
         stops.raise_if_requested()  # a stop swallowed after the last training step
+        stops.settle()  # done: a signal from here on does not turn it into an interrupted stage
     except Interrupted as err:
-        _end_runs("KILLED", err.at_ms)
+        err.runs_ended = _end_runs("KILLED", err.at_ms)
         raise
     except BaseException:
         _end_runs("FAILED")

@@ -215,7 +215,8 @@ def run_stage(
                     cfg
                 )  # prints its own summary line; evaluate's says where the report and run are
         except Interrupted as err:
-            print(f"stage {stage} {err}: its MLflow runs are KILLED", file=sys.stderr)
+            killed = f": {err.runs_ended} MLflow run(s) KILLED" if err.runs_ended else ""
+            print(f"stage {stage} {err}{killed}", file=sys.stderr)
             sys.exit(err.exit_code)
         except GraftlabError as err:
             print(f"error in stage {stage}: {err}", file=sys.stderr)

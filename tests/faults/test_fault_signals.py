@@ -75,6 +75,10 @@ def test_item10_sigint_says_interrupted_exits_130_and_ends_the_runs_killed(works
     assert "interrupted (SIGINT)" in err and "Traceback" not in err
     assert set(statuses("transfer", t0)) == {"KILLED"}
     assert len(statuses("transfer", t0)) >= 2, "the stage run and the arm it was training"
+    killed = len(statuses("transfer", t0))
+    assert err.strip().splitlines() == [
+        f"stage transfer interrupted (SIGINT): {killed} MLflow run(s) KILLED"
+    ]
     assert Path("outputs/transfer/models/index.json").read_bytes() == before
     assert temp_folders(workspace) == []
 
@@ -137,3 +141,20 @@ def test_item2_kill_9_at_a_random_moment_then_a_rerun_leaves_nothing_running(
     assert list(tmp.glob(f".{FIT_ROOT}-*")) == [], note  # the killed fit's and the rerun's
     if stage == "tune":
         assert counts(_study(*short))["RUNNING"] == 0, note
+
+
+def test_a_signal_after_the_stage_finished_is_not_an_interrupt(workspace, capsys, monkeypatch):
+    # Ctrl-C between a stage's summary line and its exit: outputs and runs are complete, so it
+    # exits 0 instead of printing "interrupted" and exiting 130 (seen from a fresh clone)
+    from pipeline import stops
+
+    settle = stops.settle
+
+    def settle_then_signal() -> None:
+        settle()
+        os.kill(os.getpid(), signal.SIGINT)  # handled synchronously, in this main thread
+
+    monkeypatch.setattr(stops, "settle", settle_then_signal)
+    out = run_in_process("tune", "tune.enabled=false", capsys=capsys)
+    assert out.code == 0 and "interrupted" not in out.err
+    assert Path("outputs/tune/best.yaml").exists()
