@@ -257,6 +257,9 @@ def arm_names(cfg: DictConfig) -> list[str]:
     for name in names:
         if name not in defined:
             raise ConfigError("transfer.run", name, defined)
+    if len(set(names)) < len(names):
+        twice = sorted({n for n in names if names.count(n) > 1})
+        raise ConfigError("transfer.run", names, f"each arm named once ({', '.join(twice)} twice)")
     for key in ("primary", "baseline"):
         if cfg.transfer[key] not in names:
             raise ConfigError(f"transfer.{key}", cfg.transfer[key], names)

@@ -88,6 +88,7 @@ def run(cfg: DictConfig) -> dict:
         mlflow.log_text(OmegaConf.to_yaml(cfg), "config.yaml")
         mlflow.log_input(model=LoggedModelInput(source.ids["model_id"]))
         trained: dict[str, tuple[dict, list]] = {}  # fingerprint -> the run that trained it
+        said: set[tuple[str, str]] = set()
         unique = {}  # trained together here; the rest one by one below, as without ensembles
         together = build.ensembles(cfg) and not setting.transductive(cfg)
         if build.ensembles(cfg) and not together:
@@ -100,7 +101,11 @@ def run(cfg: DictConfig) -> dict:
             key = arm.fingerprint(groups)
             if key in trained:  # e.g. freeze_k at k=0 is finetune: train once, report both
                 row, rows_h = trained[key]
-                log.warning("%s trains the same model as %s: trained once", arm.name, row["arm"])
+                if (arm.name, row["arm"]) not in said:  # once per pair, not once per seed
+                    said.add((arm.name, row["arm"]))
+                    log.warning(
+                        "%s trains the same model as %s: trained once", arm.name, row["arm"]
+                    )
                 rows.append({**row, "arm": arm.name, "same_as": row["arm"]})
                 history += [{**h, "arm": arm.name} for h in rows_h]
                 seed = arm.settings.seed

@@ -140,6 +140,8 @@ def test_bad_target_and_arm_names_the_key():
         build.arm_names(compose("transfer.run=[scratch,freeze_k,bogus]"))
     with pytest.raises(ConfigError, match=r"transfer\.primary"):
         build.arm_names(compose("transfer.run=[scratch]"))
+    with pytest.raises(ConfigError, match=r"transfer\.run=.*each arm named once \(scratch twice\)"):
+        build.arm_names(compose("transfer.run=[scratch,freeze_k,scratch]"))
     with pytest.raises(ConfigError, match=r"transfer\.freeze_groups.*\[0, 4\]"):
         build.arm(compose("transfer.freeze_groups=9"), "freeze_k", 4, seed=0)
 

@@ -241,12 +241,12 @@ def test_bad_trainer_value_of_ours_is_named_before_anything_runs(workspace, key,
     assert f"trainer.{key}=" in err and "is not allowed" in err and value in err
 
 
-def test_an_arm_that_is_the_same_model_as_another_is_trained_once(workspace):
+def test_an_arm_that_is_the_same_model_as_another_is_trained_once(workspace, caplog):
     cfg = compose(
         "tune.enabled=false",
         "transfer.freeze_groups=0",
         "transfer.run=[scratch,freeze_k,finetune]",
-        "transfer.seeds=1",
+        "transfer.seeds=2",
         "evaluate.curves.freeze_depth.enabled=false",
         "evaluate.curves.label_efficiency.labels_per_class=[]",
         "evaluate.scores.enabled=false",
@@ -256,11 +256,14 @@ def test_an_arm_that_is_the_same_model_as_another_is_trained_once(workspace):
     index = _read("outputs/transfer/models/index.json")
     rows = {r["arm"]: r for r in index["runs"]}
     assert rows["finetune"]["same_as"] == "freeze_k"
+    said = [r for r in caplog.records if "trains the same model as" in r.getMessage()]
+    assert len(said) == 1, "said once, not once per seed"
     assert rows["finetune"]["model_id"] == rows["freeze_k"]["model_id"]
     children = MlflowClient().search_runs(
         [index["experiment_id"]], f"tags.`mlflow.parentRunId` = '{index['run_id']}'"
     )
-    assert sorted(r.info.run_name for r in children) == ["freeze_k-seed0", "scratch-seed0"]
+    names = sorted(r.info.run_name for r in children)
+    assert names == ["freeze_k-seed0", "freeze_k-seed1", "scratch-seed0", "scratch-seed1"]
     evaluate.run(cfg)
     report = Path("outputs/evaluate/report/report.md").read_text()
     assert "freeze_k is the same model as finetune (trained once)" in report
