@@ -154,6 +154,27 @@ def test_an_inconclusive_verdict_claims_no_saving_and_no_benefit():
     assert "no benefit over scratch is established" in text
 
 
+def test_the_recommendation_names_the_depth_and_who_chose_it():
+    from pipeline.report.markdown import recommendation_sentence
+    from pipeline.report.summary import recommend
+
+    ev = _evaluation([0.80, 0.82, 0.81], [0.50, 0.52, 0.49])
+    acc = ev.arms["t"].acc
+    far = _depth({0: (0.9, 0.91, 0.92), 2: (0.60, 0.61, 0.62), 3: (0.5, 0.5, 0.5)})
+    ev.recommendation = recommend(2, 3, False, acc, (), far, 0.95)
+    text = recommendation_sentence(ev)
+    assert "freezing the first 2 of 3 layer groups (set in the config, not tuned)" in text
+    assert "disagrees: k=0 is" in text and "study" not in text  # no study ran
+    ev.recommendation = recommend(2, 3, True, acc, (), far, 0.95)
+    assert "which the study (choosing on the small validation budget) did not see" in (
+        recommendation_sentence(ev)
+    )
+    ev.recommendation = recommend(0, 3, True, acc, (), None, 0.95)
+    assert "fine-tuning all 3 layer groups, none frozen" in recommendation_sentence(ev)
+    ev.recommendation = recommend(3, 3, True, acc, (), None, 0.95)
+    assert "freezing all 3 layer groups, a linear probe" in recommendation_sentence(ev)
+
+
 def test_a_positive_verdict_states_supported_savings_with_intervals_and_flags_gaps():
     from pipeline.report.markdown import verdict_paragraph
 

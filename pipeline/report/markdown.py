@@ -47,14 +47,20 @@ def _level(s: Evaluation) -> str:
 def recommendation_sentence(s: Evaluation) -> str:
     r = s.recommendation
     how = "chosen by the study on validation data" if r.tuned else "set in the config, not tuned"
-    depth = f"freezing the first {r.k} of {r.groups} layer groups ({how})"
+    if r.k == 0:
+        depth = f"fine-tuning all {r.groups} layer groups, none frozen ({how})"
+    elif r.k >= r.groups:
+        depth = f"freezing all {r.groups} layer groups, a linear probe ({how})"
+    else:
+        depth = f"freezing the first {r.k} of {r.groups} layer groups ({how})"
     acc = f"{_pct(r.accuracy.mean)}% test accuracy ({_level(s)} {_ci(r.accuracy)})"
     if s.verdict == "positive":
         text = f"Recommended: {depth}; {s.primary} reaches {acc}."
     elif s.verdict == "negative":
         text = f"Recommended: train from scratch; the best transfer found was {depth}, {acc}."
     else:
-        text = f"The study's depth is {depth}, {acc}; no benefit over scratch is established."
+        whose = "The study's" if r.tuned else "The configured"
+        text = f"{whose} depth is {depth}, {acc}; no benefit over scratch is established."
     if r.same_as:
         text += (
             f" At k={r.k}, {s.primary} is the same model as {', '.join(r.same_as)} (trained once)."
@@ -68,10 +74,10 @@ def recommendation_sentence(s: Evaluation) -> str:
     diff = f"{_pts(d.mean)} points over k={r.k} ({_level(s)} {_ci(d, _pts)})"
     if r.curve_agrees:
         return f"{text} {curve} peaks at k={r.curve_best}, {diff}: no significant difference."
-    return (
-        f"{text} {curve} disagrees: k={r.curve_best} is {diff} on test data, which the study "
-        "(choosing on the small validation budget) did not see."
+    unseen = (
+        ", which the study (choosing on the small validation budget) did not see" if r.tuned else ""
     )
+    return f"{text} {curve} disagrees: k={r.curve_best} is {diff} on test data{unseen}."
 
 
 def _saving(s: Evaluation, per_seed: PerSeed | None, claim: str, none: str) -> str | None:
