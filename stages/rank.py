@@ -95,12 +95,14 @@ def score(cfg: DictConfig, i: int, target: Domain, source_data: Domain) -> Candi
 
 def run(cfg: DictConfig) -> dict:
     paths, r = Layout.of(cfg), cfg.source
-    with stage_output(Path(cfg.paths.rank)) as out:
-        if not r.candidates:
+    if not r.candidates:
+        with stage_output(Path(cfg.paths.rank)) as out:
             write_json(out / "ranking.json", {"candidates": []})
             (out / "ranking.md").write_text("# Candidate sources\n\nNone configured.\n")
             write_json(out / "metrics.json", {"candidates": 0})
-            return {"candidates": 0}
+        print("rank: no candidate sources (source.candidates is empty): nothing to rank")
+        return {"candidates": 0}
+    with stage_output(Path(cfg.paths.rank)) as out:
         target, source_data = (load_domain(paths.domain(x)) for x in ("target", "source"))
         _, experiment_id = use_tracking(cfg)
         tags = stage_tags(STAGE, ".")

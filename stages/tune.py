@@ -97,7 +97,9 @@ def run(cfg: DictConfig) -> dict:
     paths = Layout.of(cfg)
     if not cfg.tune.enabled:  # transfer then uses the conf values as they are
         with stage_output(paths.tune) as out:
-            return write_disabled(out)
+            metrics = write_disabled(out)
+        print("tune: off (tune.enabled=false): transfer trains with the config's values")
+        return metrics
     import mlflow  # MLflow and Lightning load only when a study runs (start-up)
 
     from pipeline.tracking.logger import run_logger

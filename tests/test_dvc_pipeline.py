@@ -61,6 +61,7 @@ def test_dvc_repro_runs_all_stages_and_records_lineage(repo):
     assert (repo / "mlflow.db").exists(), "default store is at the repository root"
     # the console: each stage one summary line, evaluate's last words say where things are
     assert " done: {" not in out
+    assert "rank: no candidate sources (source.candidates is empty): nothing to rank" in out
     evaluate_out = out.split("Running stage 'evaluate'")[1].split("Updating lock file")[0]
     last = [line.strip() for line in evaluate_out.strip().splitlines()][-4:]
     assert last[0] == "Report:  outputs/evaluate/report/report.html  (also report.md)"

@@ -287,3 +287,12 @@ def test_large_validation_is_an_option_reported_apart_from_the_budget(workspace)
     report = Path("outputs/evaluate/report/report.md").read_text()
     assert "## With a large validation set" in report
     assert "1 train + 3 val labels per class" in report.split("\n")[2]  # the verdict's budget
+
+
+def test_tuning_off_leaves_outputs_dvc_does_not_call_empty_and_says_so(workspace, capsys):
+    tune.run(compose("tune.enabled=false"))
+    assert capsys.readouterr().out.startswith("tune: off (tune.enabled=false)")
+    out = Path("outputs/tune")
+    assert yaml.safe_load((out / "best.yaml").read_text()) == {"enabled": False, "overrides": {}}
+    assert (out / "trials.csv").read_text().splitlines() == ["number,value,state"]
+    assert [p.name for p in (out / "plots").iterdir()] == ["README.md"]

@@ -52,15 +52,17 @@ def write_study(study: optuna.Study, params: list[Param], best: dict, folder: Pa
 
 
 def write_disabled(folder: Path) -> dict:
-    """What tuning switched off leaves: an empty ``best.yaml`` (no overrides), no trials, no
-    plots; return the metrics."""
+    """What tuning switched off leaves: a ``best.yaml`` without overrides, a ``trials.csv``
+    with a header and no trials, a ``plots`` folder with a note and no plots (not empty: DVC
+    warns about an empty output); return the metrics."""
     import json
 
     import yaml
 
     (folder / "best.yaml").write_text(yaml.safe_dump({"enabled": False, "overrides": {}}))
-    (folder / "trials.csv").write_text("")
+    (folder / "trials.csv").write_text("number,value,state\n")
     (folder / "plots").mkdir()
+    (folder / "plots" / "README.md").write_text("Tuning was off (tune.enabled=false): no plots.\n")
     metrics = {"enabled": False}
     (folder / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     return metrics
