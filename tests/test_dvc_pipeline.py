@@ -128,6 +128,21 @@ def test_exp_run_of_a_target_key_does_not_rerun_pretrain(repo):
     assert "Running stage 'pretrain'" not in out
 
 
+def test_going_back_to_parameters_seen_before_restores_from_the_run_cache(repo):
+    """DVC's run-cache (it skips any stage with a ``cache: false`` output, so none has one):
+    going back to earlier parameters checks the outputs out instead of running the stage."""
+    sh(repo, "dvc", "repro")  # up to date if an earlier test ran it
+    before = (repo / "outputs/rank/metrics.json").read_bytes()
+    out = sh(repo, "dvc", "exp", "run", "-S", "source.max_samples=400")
+    assert "Running stage 'rank'" in out and "Running stage 'transfer'" not in out
+    sh(repo, "git", "checkout", "params.yaml")
+    out = sh(repo, "dvc", "repro")
+    assert "Stage 'rank' is cached - skipping run, checking out outputs" in out, out
+    assert "Running stage" not in out
+    assert (repo / "outputs/rank/metrics.json").read_bytes() == before
+    assert "Data and pipelines are up to date" in sh(repo, "dvc", "repro")
+
+
 def test_a_failing_stage_under_dvc_leaves_its_outs_absent_and_checkout_restores_them(repo):
     """What holds under DVC (README, "Bad input"): DVC deletes a stage's outs before it runs
     it, so a failed stage leaves them absent, never half-written, and ``dvc checkout`` brings
