@@ -5,13 +5,11 @@ Reads params: seed, data.labels_per_class, model, trainer, tune, transfer, paths
 Writes <paths.tune>/best.yaml (the best trial's config overrides, read by transfer), trials.csv,
 plots/*.png and metrics.json.
 
-Trials train the primary arm on the seed's labelled target subset and are scored on the target
-validation split only (never test); transductively (stages/_setting.py) they read no target label
-and are scored by the chosen unsupervised validator (setting.validator). The study lives in
-``tune.storage`` (default: an Optuna journal file at <repo>/optuna-journal.log, outside outputs/),
-so a killed run resumes when started again, and ``python -m stages.tune`` started N times
-(processes or machines) shares one study.
-Every trial is a nested MLflow run under one parent run per study.
+Trials train the primary arm on the seed's labelled target subsets, scored on the target
+validation split only; transductively (stages/_setting.py) on no target label, by the unsupervised
+validator. The study lives in ``tune.storage`` (default: <repo>/optuna-journal.log), so a killed
+run resumes, and N workers (processes or machines) share one study. Every trial is a nested MLflow
+run under one parent run per study.
 """
 
 from __future__ import annotations
@@ -22,14 +20,14 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline.errors import ConfigError
-from pipeline.tracking.lineage import flatten, stage_tags
+from pipeline.tracking.lineage import stage_tags
 from pipeline.tracking.store import repo_root
 from pipeline.transfer.prefix_cache import PrefixCache
 from pipeline.transfer.source import SourceModel
 from pipeline.transfer.train import train_arms
 from pipeline.tuning.display import describe_study, quiet_optuna, short_overrides, watched
 from pipeline.tuning.objective import trial_objective
-from pipeline.tuning.report import best_trial_summary, write_disabled, write_study
+from pipeline.tuning.report import best_trial_summary, log_settings, write_disabled, write_study
 from pipeline.tuning.space import Param, parse_space
 from pipeline.tuning.storage import open_storage, redact
 from pipeline.tuning.study import open_study, parent_run, run_trials, settle, study_name
@@ -125,15 +123,8 @@ def run(cfg: DictConfig) -> dict:
     )
     t = cfg.tune
     with parent_run(study, experiment_id, f"{STAGE}:{study.study_name}", tags) as parent:
-        # what names the study is a param; what each run or worker may set differently (more
-        # trials to extend the study, a timeout) is a tag, which a re-opened run may overwrite
-        settings = OmegaConf.to_container(t, resolve=True)
-        settings["storage"] = redact(t.storage or JOURNAL)  # never a database password
-        mlflow.log_params(
-            flatten({"tune": {k: v for k, v in settings.items() if k not in NOT_HASHED}})
-        )
-        per_run = flatten({"tune": {k: v for k, v in settings.items() if k in NOT_HASHED}})
-        mlflow.set_tags({k: str(v) for k, v in per_run.items()})
+        shown = {"storage": redact(t.storage or JOURNAL)}  # never a database password
+        log_settings(OmegaConf.to_container(t, resolve=True) | shown, NOT_HASHED)
         seeds = [int(cfg.seed) + i for i in range(t.subsets)]
         arm_for, train = build.trial_arm(cfg, groups), setting.scored(cfg, task, train)
         monitor = setting.tune_monitor(cfg)

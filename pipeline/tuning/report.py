@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Collection
 from pathlib import Path
 
 import optuna
@@ -49,6 +50,20 @@ def write_study(study: optuna.Study, params: list[Param], best: dict, folder: Pa
     metrics = study_metrics(study, best)
     (folder / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     return metrics
+
+
+def log_settings(settings: dict, per_run: Collection[str]) -> None:
+    """Record the ``tune`` settings in the active (parent) run: those that name the study as
+    params, those each run or worker may set differently (``per_run``: more trials to extend the
+    study, a timeout) as tags, which a re-opened run may overwrite (MLflow refuses to change a
+    logged param)."""
+    import mlflow
+
+    from pipeline.tracking.lineage import flatten
+
+    mlflow.log_params(flatten({"tune": {k: v for k, v in settings.items() if k not in per_run}}))
+    tags = flatten({"tune": {k: v for k, v in settings.items() if k in per_run}})
+    mlflow.set_tags({k: str(v) for k, v in tags.items()})
 
 
 def write_disabled(folder: Path) -> dict:
