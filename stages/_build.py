@@ -287,13 +287,12 @@ def tuned_config(cfg: DictConfig, best_path: Path) -> tuple[DictConfig, dict]:
     An explicit value always wins over a tuned one: a tuned key keeps the config's value when
     the command line set it, or when it differs from the value the study started from (``base``
     in best.yaml; e.g. ``dvc exp run -S transfer.head_lr=0.1`` after tuning). Such keys are
-    logged and listed under ``kept``; ``overrides`` lists only the tuned values applied.
+    listed under ``kept`` (:func:`say_kept` logs them); ``overrides`` lists only the tuned
+    values applied, ``tuned_values`` all of best.yaml's.
 
     Raises:
         DataError: Tuning is on but best.yaml is missing or unreadable.
     """
-    import logging
-
     from stages._shell import explicit
 
     if not cfg.tune.enabled:
@@ -316,8 +315,18 @@ def tuned_config(cfg: DictConfig, best_path: Path) -> tuple[DictConfig, dict]:
             continue
         OmegaConf.update(cfg, key, value)
         applied[key] = value
-    for key, value in kept.items():
+    return cfg, {**best, "overrides": applied, "kept": kept, "tuned_values": tuned}
+
+
+def say_kept(best: dict) -> None:
+    """Log the tuned keys an explicit value kept (:func:`tuned_config`); a stage calls it once
+    its config is checked, so a refused value is one line, not a warning and then the error."""
+    import logging
+
+    for key, value in best.get("kept", {}).items():
         logging.getLogger("stages").warning(
-            "%s=%r is set explicitly: kept instead of the tuned %r", key, value, tuned[key]
+            "%s=%r is set explicitly: kept instead of the tuned %r",
+            key,
+            value,
+            best["tuned_values"][key],
         )
-    return cfg, {**best, "overrides": applied, "kept": kept}

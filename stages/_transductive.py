@@ -69,6 +69,7 @@ def evaluate(cfg: DictConfig) -> dict:
             "re-run transfer with setting=transductive"
         )
     cfg, best = build.tuned_config(cfg, paths.best)
+    build.say_kept(best)
     factory, conf = build.model_factory(cfg), float(cfg.evaluate.confidence)
     names, chosen = list(cfg.setting.validators), str(cfg.setting.validator)
     baseline, oracle = index["baseline"], str(cfg.setting.oracle)

@@ -54,6 +54,7 @@ def run(cfg: DictConfig) -> dict:
     source = SourceModel.load(paths.source_model)
     index = read_json(paths.index)
     cfg, best = build.tuned_config(cfg, paths.best)
+    build.say_kept(best)
     factory, conf, groups = build.model_factory(cfg), cfg.evaluate.confidence, index["num_groups"]
     primary, baseline, task = index["primary"], index["baseline"], build.target_task(cfg, target)
     uri, experiment_id = use_tracking(cfg)

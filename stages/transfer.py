@@ -55,6 +55,7 @@ def run(cfg: DictConfig) -> dict:
         task.labelled_index(seeds[0]), task.validation_index(seeds[0])
     for arm in arms[: len(names)]:
         task.check(arm)  # every stream an arm reads is there, before any training
+    build.say_kept(best)
     callbacks = setting.epoch_scores(cfg, task)
     uri, experiment_id = use_tracking(cfg)
     tags = {

@@ -24,7 +24,7 @@ def _params(stage: str, since: int, arm: str) -> dict:
     return run.data.params
 
 
-def test_item1_explicit_values_of_tuned_keys_win_and_bad_ones_are_named(workspace, capsys):
+def test_item1_explicit_values_of_tuned_keys_win_and_bad_ones_are_named(workspace, capsys, caplog):
     tune.run(compose())
     best = yaml.safe_load(Path("outputs/tune/best.yaml").read_text())
     tuned_k = best["overrides"]["transfer.freeze_groups"]
@@ -42,6 +42,11 @@ def test_item1_explicit_values_of_tuned_keys_win_and_bad_ones_are_named(workspac
     )
     out.named("transfer.freeze_groups=99 is not allowed", "[0, 4]")
     assert statuses("transfer", t0) == [] and not Path("outputs/transfer").exists()
+    # tuning on: the refusal is the only line, no "kept instead of the tuned" warning first
+    caplog.clear()
+    out = run_in_process("transfer", "transfer.freeze_groups=99", *SMALL_TRANSFER, capsys=capsys)
+    out.named("transfer.freeze_groups=99 is not allowed", "[0, 4]")
+    assert not [r for r in caplog.records if "kept instead of the tuned" in r.getMessage()]
 
     # explicit values on the command line win over the study's
     t0 = now_ms()
