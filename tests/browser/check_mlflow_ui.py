@@ -63,12 +63,17 @@ ROW_ORDER = """
 """
 
 
-def expected_order(repo: Path, exp: str) -> list[str]:
+def score_filter(ev_run: str) -> str:
+    """The latest evaluate run's score runs (a store holding several experiments has more)."""
+    return f"metrics.test_acc > 0 and tags.mlflow.parentRunId = '{ev_run}'"
+
+
+def expected_order(repo: Path, exp: str, ev_run: str) -> list[str]:
     """Score run names by test_acc, best first, as the store has them."""
     from mlflow import MlflowClient
 
     client = MlflowClient(f"sqlite:///{(repo / 'mlflow.db').resolve()}")
-    runs = client.search_runs([exp], "metrics.test_acc > 0", order_by=["metrics.test_acc DESC"])
+    runs = client.search_runs([exp], score_filter(ev_run), order_by=["metrics.test_acc DESC"])
     return [r.info.run_name for r in runs]
 
 
@@ -215,7 +220,7 @@ def main(repo_arg: str, out_arg: str) -> int:
             print("runs table: score runs sorted by test_acc")
             page.get_by_text("Runs", exact=True).first.click()
             box = page.get_by_placeholder('metrics.rmse < 1 and params.model = "tree"')
-            box.fill("metrics.test_acc > 0")
+            box.fill(score_filter(ev_run))
             box.press("Enter")
             page.get_by_role("button").filter(has_text="Sort:").first.click()
             menu = "[role=menuitem],[role=option],[role=menuitemradio],[role=menuitemcheckbox]"
@@ -225,7 +230,7 @@ def main(repo_arg: str, out_arg: str) -> int:
             w.expect("runs sorted by test_acc", "Sort: test_acc", "score freeze_k-seed0")
             page.wait_for_timeout(3000)
             names = page.evaluate(ROW_ORDER)  # ag-grid keeps rows in DOM order, not sorted order
-            if names != expected_order(repo, exp):
+            if names != expected_order(repo, exp, ev_run):
                 w.shot("FAILED")
                 sys.exit(f"FAILED runs sorted by test_acc: {names}")
             print(f"ok order by test_acc: {names}")
