@@ -101,7 +101,8 @@ def guarded(stage: str, cfg: DictConfig) -> Iterator[None]:
 
     check_writable(Path(cfg.paths[stage]))
     sweep_leftovers(Path(cfg.paths[stage]))
-    sweep_leftovers(Path(tempfile.gettempdir()) / FIT_ROOT)  # Lightning's folders of dead fits
+    tmp = tempfile.gettempdir()
+    sweep_leftovers(Path(tmp) / FIT_ROOT, f"(Lightning's fit folders) in {tmp}")
     uri, experiment_id = use_tracking(cfg)
     sweep_dead_runs(experiment_id, stage)
     try:

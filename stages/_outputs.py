@@ -46,11 +46,12 @@ def _remove(path: Path) -> bool:
     return True
 
 
-def sweep_leftovers(final: Path) -> list[Path]:
+def sweep_leftovers(final: Path, what: str = "") -> list[Path]:
     """Remove the temp and old folders of ``final`` that no live process on this host owns.
 
     Folders of live processes and of processes on other hosts stay; so does anything that cannot
-    be removed (it is named in a warning, and blocks nothing: every run uses new names).
+    be removed (it is named in a warning, and blocks nothing: every run uses new names). The
+    warning says where they were: ``what``, else beside ``final``.
     """
     if not final.parent.is_dir():
         return []
@@ -65,7 +66,8 @@ def sweep_leftovers(final: Path) -> list[Path]:
         if _remove(folder):
             removed.append(folder)
     if removed:
-        log.warning("removed %d folder(s) left by dead runs beside %s", len(removed), final)
+        where = what or f"beside {final}"
+        log.warning("removed %d folder(s) left by dead runs %s", len(removed), where)
     return removed
 
 

@@ -169,6 +169,10 @@ def test_the_recommendation_names_the_depth_and_who_chose_it():
     assert "which the study (choosing on the small validation budget) did not see" in (
         recommendation_sentence(ev)
     )
+    negative = _evaluation([0.40, 0.42, 0.41], [0.80, 0.82, 0.81])
+    negative.recommendation = recommend(2, 3, False, negative.arms["t"].acc, (), None, 0.95)
+    assert negative.verdict == "negative"
+    assert "the configured transfer was freezing the first 2" in recommendation_sentence(negative)
     ev.recommendation = recommend(0, 3, True, acc, (), None, 0.95)
     assert "fine-tuning all 3 layer groups, none frozen" in recommendation_sentence(ev)
     ev.recommendation = recommend(3, 3, True, acc, (), None, 0.95)

@@ -74,8 +74,7 @@ def leep(source_probs: np.ndarray, target_labels: np.ndarray) -> float:
     joint = onehot.T @ probs / n  # (C, Z): P(y, z)
     marginal = joint.sum(axis=0, keepdims=True)  # (1, Z): P(z)
     # A source class with zero total mass has theta_z = 0 everywhere, so its column never counts:
-    # it is divided by 1, not 0 (np.divide(where=) would leave it uninitialised, and NaN there
-    # times theta_z = 0 is NaN)
+    # it is divided by 1, not 0, so its zeros need no out= buffer to stay zeros
     conditional = joint / np.where(marginal > 0, marginal, 1.0)
     eep = np.einsum("iz,iz->i", probs, conditional[labels])  # sum_z P(y_i|z) theta(x_i)_z
     return float(np.mean(np.log(eep)))

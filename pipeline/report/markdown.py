@@ -57,7 +57,8 @@ def recommendation_sentence(s: Evaluation) -> str:
     if s.verdict == "positive":
         text = f"Recommended: {depth}; {s.primary} reaches {acc}."
     elif s.verdict == "negative":
-        text = f"Recommended: train from scratch; the best transfer found was {depth}, {acc}."
+        tried = "the best transfer found was" if r.tuned else "the configured transfer was"
+        text = f"Recommended: train from scratch; {tried} {depth}, {acc}."
     else:
         whose = "The study's" if r.tuned else "The configured"
         text = f"{whose} depth is {depth}, {acc}; no benefit over scratch is established."
