@@ -286,3 +286,23 @@ def test_dvc_plots_page_needs_no_network_and_only_evaluate_declares_metrics():
     assert "/dvc_plots/" in (REPO / ".gitignore").read_text().splitlines()
     declared = [name for name, stage in _dvc_yaml()["stages"].items() if "metrics" in stage]
     assert declared == ["evaluate"]
+
+
+@pytest.mark.parametrize("every", [3600.0, 0.0], ids=["short-run", "long-run"])
+def test_a_buffered_run_logger_writes_at_the_end_or_every_so_often(mlflow_store, every):
+    # one write at the end of a short run; a long run's metrics reach the UI while it runs
+    from pipeline.tracking.logger import run_logger
+
+    client = MlflowClient(mlflow_store)
+    exp = client.get_experiment_by_name("graftlab") or client.get_experiment(
+        client.create_experiment("graftlab")
+    )
+    run = client.create_run(exp.experiment_id)
+    logger = run_logger(mlflow_store, "graftlab", run.info.run_id, buffered=True, flush_every=every)
+    logger.log_metrics({"val/acc": 0.5}, step=0)
+    logger.log_metrics({"val/acc": 0.75}, step=1)
+    history = client.get_metric_history(run.info.run_id, "val/acc")
+    assert [m.value for m in history] == ([] if every else [0.5, 0.75])
+    logger.finalize("success")
+    history = client.get_metric_history(run.info.run_id, "val/acc")
+    assert sorted((m.step, m.value) for m in history) == [(0, 0.5), (1, 0.75)]
