@@ -123,8 +123,8 @@ def run(cfg: DictConfig) -> dict:
     )
     t = cfg.tune
     with parent_run(study, experiment_id, f"{STAGE}:{study.study_name}", tags) as parent:
-        shown = {"storage": redact(t.storage or JOURNAL)}  # never a database password
-        log_settings(OmegaConf.to_container(t, resolve=True) | shown, NOT_HASHED)
+        storage = redact(t.storage or JOURNAL)  # never a database password, here or in best
+        log_settings(OmegaConf.to_container(t, resolve=True) | {"storage": storage}, NOT_HASHED)
         seeds = [int(cfg.seed) + i for i in range(t.subsets)]
         arm_for, train = build.trial_arm(cfg, groups), setting.scored(cfg, task, train)
         monitor = setting.tune_monitor(cfg)
@@ -137,7 +137,7 @@ def run(cfg: DictConfig) -> dict:
         except ValueError as err:
             allowed = "enough trials for at least one to complete"
             raise ConfigError("tune.n_trials", t.n_trials, allowed) from err
-        where = {"study": study.study_name, "storage": redact(t.storage or JOURNAL)}
+        where = {"study": study.study_name, "storage": storage}
         best = {"enabled": True, **where, "tune_run_id": parent.info.run_id, **best}
         best["base"] = {p.key: OmegaConf.select(cfg, p.key) for p in params}  # tuned_config
         with stage_output(paths.tune) as out:

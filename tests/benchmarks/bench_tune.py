@@ -33,7 +33,6 @@ def main(n_trials: int = 20, overrides: list[str] | None = None, pruner_seeds: i
     import mlflow
 
     from pipeline.data.store import load_domain
-    from pipeline.metrics.intervals import Interval
     from pipeline.tracking.logger import run_logger
     from pipeline.transfer.prefix_cache import PrefixCache
     from pipeline.transfer.source import SourceModel
@@ -69,25 +68,18 @@ def main(n_trials: int = 20, overrides: list[str] | None = None, pruner_seeds: i
         ensembles: bool = True,
         sampler_seed: int | None = None,
     ) -> tuple:
-        """``pruning``: "off", "on" (the configured pruner) or a ``conf/tune/pruner`` option;
-        ``sampler_seed`` replaces ``tune.sampler.seed``."""
-        reseeded = (
-            cfg
-            if sampler_seed is None
-            else apply_overrides(cfg, [f"tune.sampler.seed={sampler_seed}"])
-        )
-        pruner = (
-            optuna.pruners.NopPruner()
-            if pruning == "off"
-            else build.instantiate(cfg, "tune.pruner")
-            if pruning == "on"
-            else build.instantiate(apply_overrides(cfg, [f"tune/pruner={pruning}"]), "tune.pruner")
-        )
+        """``pruning``: "on" (the configured pruner), "off" (``none``) or another
+        ``conf/tune/pruner`` option; ``sampler_seed`` replaces ``tune.sampler.seed``."""
+        option = {"off": "none"}.get(pruning, pruning)
+        chosen = [] if option == "on" else [f"tune/pruner={option}"]
+        seeded = [] if sampler_seed is None else [f"tune.sampler.seed={sampler_seed}"]
+        run_cfg = apply_overrides(cfg, chosen + seeded)
+        pruner = build.instantiate(run_cfg, "tune.pruner")
         s = optuna.create_study(  # a fixed name: Hyperband assigns brackets by name and number
             study_name="bench",
             direction="maximize",
             pruner=pruner,
-            sampler=build.instantiate(reseeded, "tune.sampler"),
+            sampler=build.instantiate(run_cfg, "tune.sampler"),
         )
         if fixed:
             s.enqueue_trial(fixed)
@@ -147,11 +139,13 @@ def main(n_trials: int = 20, overrides: list[str] | None = None, pruner_seeds: i
         print(f"{name:<44}{seconds:>9.1f}{seconds / one:>7.2f}{best:>14.3f}{pruned:>8}{epochs:>8}")
     print(f"(goal: a {n_trials}-trial study <= 3x one full trial; a naive search is ~{n_trials}x)")
     if pruner_seeds:
-        compare_pruners(study, pruner_seeds, Interval)
+        compare_pruners(study, pruner_seeds)
 
 
-def compare_pruners(study, n_seeds: int, interval) -> None:
+def compare_pruners(study, n_seeds: int) -> None:
     """Hyperband (the configured pruner) against ``tune/pruner=asha`` over sampler seeds."""
+    from pipeline.metrics.intervals import Interval
+
     print(f"\npruners over sampler seeds 0-{n_seeds - 1} (caching and ensembles on)")
     print(f"{'seed':>4}{'hyperband epochs':>18}{'best':>7}{'asha epochs':>13}{'best':>7}")
     epochs, best = {"on": [], "asha": []}, {"on": [], "asha": []}
@@ -165,7 +159,7 @@ def compare_pruners(study, n_seeds: int, interval) -> None:
             f"{epochs['asha'][-1]:>13}{best['asha'][-1]:>7.3f}"
         )
     ratio = sum(epochs["asha"]) / sum(epochs["on"])
-    diff = interval.of([a - h for a, h in zip(best["asha"], best["on"], strict=True)])
+    diff = Interval.of([a - h for a, h in zip(best["asha"], best["on"], strict=True)])
     print(
         f"asha: {ratio:.2f}x hyperband's epochs; best val acc asha - hyperband "
         f"{diff.mean:+.3f} (95% CI {diff.low:+.3f} to {diff.high:+.3f})"
