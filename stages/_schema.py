@@ -189,7 +189,14 @@ _TARGET_RUNS += ("trainer", "transfer")
 READS = {
     "prepare": ("seed", "data", "model"),
     "pretrain": ("seed", "model", "pretrain", "trainer"),
-    "rank": ("seed", "source", "data.labels_per_class", "transfer", "trainer"),
+    "rank": (
+        "seed",
+        "source",
+        "data.labels_per_class",
+        "transfer",
+        "trainer",
+        "evaluate.confidence",
+    ),
     "tune": (*_TARGET_RUNS, "tune"),
     "transfer": (*_TARGET_RUNS, "tune.enabled"),
     "evaluate": (*_TARGET_RUNS, "tune.enabled", "evaluate"),

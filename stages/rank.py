@@ -11,6 +11,7 @@ prepared target as that network expects them (its own input size, channels and n
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import mlflow
@@ -20,7 +21,13 @@ from pipeline.data.domain import Domain
 from pipeline.data.images.transforms import reprepare
 from pipeline.data.store import load_domain
 from pipeline.errors import ConfigError
-from pipeline.metrics.candidates import Candidate, budget_scores, domain_distance, rank_agreement
+from pipeline.metrics.candidates import (
+    Candidate,
+    budget_scores,
+    domain_distance,
+    mean_scores,
+    rank_agreement,
+)
 from pipeline.models.grouped import GroupedNet
 from pipeline.models.predict import predict_logits
 from pipeline.models.weights import load_model
@@ -79,7 +86,8 @@ def score(cfg: DictConfig, i: int, target: Domain, source_data: Domain) -> Candi
     task = build.target_task(cfg, target)  # the label budget: train and validation per seed
     seeds = build.transfer_seeds(cfg)
     budgets = {s: task.labelled(s) for s in seeds}  # the labelled budget: nothing else is read
-    c = Candidate(str(spec.name), budget_scores(net, budgets))
+    per_seed = budget_scores(net, budgets)
+    c = Candidate(str(spec.name), mean_scores(per_seed), seed_scores=per_seed)
     c.scores["proxy_a_distance"] = domain_distance(
         net, source_data.splits["val"].x, target.splits["train"].x, r.max_samples, cfg.seed
     )
@@ -108,17 +116,22 @@ def run(cfg: DictConfig) -> dict:
         tags = stage_tags(STAGE, ".")
         with mlflow.start_run(run_name=STAGE, experiment_id=experiment_id, tags=tags):
             ranked = [score(cfg, i, target, source_data) for i in range(len(r.candidates))]
-            tau = rank_agreement(ranked) if r.arm else {}
-            metrics = {"candidates": len(ranked), **{f"tau.{k}": v for k, v in tau.items()}}
+            tau = rank_agreement(ranked, float(cfg.evaluate.confidence), cfg.seed) if r.arm else {}
+            metrics = {"candidates": len(ranked)}
+            for k, v in tau.items():
+                metrics |= {f"tau.{k}": v.tau, f"tau.{k}.low": v.low, f"tau.{k}.high": v.high}
             for c in ranked:
                 metrics |= {f"{c.name}.{k}": v for k, v in c.scores.items()}
                 if c.realised:
                     metrics[f"{c.name}.test_acc"] = c.accuracy
             mlflow.log_metrics({k: v for k, v in metrics.items() if v == v})  # not NaN
             rows = [{"name": c.name, "scores": c.scores, "realised": c.realised} for c in ranked]
-            write_json(out / "ranking.json", {"candidates": rows, "tau": tau})
+            tau_rows = {k: dataclasses.asdict(v) for k, v in tau.items()}
+            write_json(out / "ranking.json", {"candidates": rows, "tau": tau_rows})
             write_json(out / "metrics.json", metrics)
-            text = ranking_markdown(ranked, tau, int(cfg.data.labels_per_class))
+            text = ranking_markdown(
+                ranked, tau, int(cfg.data.labels_per_class), cfg.evaluate.confidence
+            )
             (out / "ranking.md").write_text(text)
             mlflow.log_text(text, "ranking.md")
     print(text)

@@ -41,9 +41,10 @@ def test_kendall_tau_per_score_counts_a_distance_as_lower_is_better():
         ),
     ]
     tau = rank_agreement(cands)
-    assert tau["logme"] == pytest.approx(1.0) and tau["proxy_a_distance"] == pytest.approx(1.0)
-    assert tau["leep"] == pytest.approx(-1 / 3)
-    assert np.isnan(tau["nce"])  # a constant score ranks nothing
+    assert tau["logme"].tau == pytest.approx(1.0)
+    assert tau["proxy_a_distance"].tau == pytest.approx(1.0)
+    assert tau["leep"].tau == pytest.approx(-1 / 3)
+    assert np.isnan(tau["nce"].tau)  # a constant score ranks nothing
     assert predicted_order(cands, "proxy_a_distance") == ["a", "b", "c"]
 
 
@@ -88,7 +89,8 @@ def test_three_candidates_are_ranked_on_the_label_budget_then_realised(
     realised = {c["name"]: np.mean(c["realised"]) for c in ranking["candidates"]}
     assert metrics["digits.test_acc"] == pytest.approx(realised["digits"])
     for score, tau in ranking["tau"].items():
-        assert metrics[f"tau.{score}"] == tau or np.isnan(tau)
+        assert metrics[f"tau.{score}"] == tau["tau"] or np.isnan(tau["tau"])
+        assert -1 <= metrics[f"tau.{score}.low"] <= metrics[f"tau.{score}.high"] <= 1
     report = Path("outputs/rank/ranking.md").read_text()
     assert "Realised order: " + " > ".join(sorted(realised, key=lambda n: -realised[n])) in report
     assert "| logme |" in report and "| vit |" in report

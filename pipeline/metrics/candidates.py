@@ -8,7 +8,8 @@ LEEP (Nguyen et al., ICML 2020), NCE (Tran et al., ICCV 2019), LogME (You et al.
 H-score (Bao et al., ICIP 2019), and by the proxy A-distance (Ben-David et al., NeurIPS 2007)
 between source and unlabelled target images in its features (no labels). Training an arm from
 every candidate realises a ranking; Kendall's tau of each score against it says which score
-ranked the candidates best here (TLlib's benchmark finds that no score wins everywhere).
+ranked the candidates best here (TLlib's benchmark finds that no score wins everywhere), with a
+bootstrap interval over the paired seeds (:func:`~pipeline.metrics.ranking.tau_over_seeds`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from pipeline.metrics.hscore import h_score
 from pipeline.metrics.leep import leep
 from pipeline.metrics.logme import logme
 from pipeline.metrics.nce import nce
-from pipeline.metrics.ranking import kendall_tau
+from pipeline.metrics.ranking import Agreement, tau_over_seeds
 from pipeline.models.grouped import GroupedNet
 from pipeline.models.predict import predict_logits
 
@@ -41,19 +42,21 @@ class Candidate:
         name: Candidate name.
         scores: Score name -> value (label scores averaged over the seeds' budgets).
         realised: Per-seed target test accuracy of the arm trained from it (empty: not trained).
+        seed_scores: Per seed (the seeds of ``realised``), the label scores on its budget.
     """
 
     name: str
     scores: dict[str, float] = field(default_factory=dict)
     realised: list[float] = field(default_factory=list)
+    seed_scores: list[dict[str, float]] = field(default_factory=list)
 
     @property
     def accuracy(self) -> float:
         return float(np.mean(self.realised)) if self.realised else float("nan")
 
 
-def budget_scores(model: GroupedNet, budgets: Mapping[int, Split]) -> dict[str, float]:
-    """LEEP, NCE, LogME and H-score of ``model`` on each seed's labelled budget, averaged."""
+def budget_scores(model: GroupedNet, budgets: Mapping[int, Split]) -> list[dict[str, float]]:
+    """LEEP, NCE, LogME and H-score of ``model`` on each seed's labelled budget, in its order."""
     per_seed = []
     for budget in budgets.values():
         x = torch.from_numpy(budget.x)
@@ -67,6 +70,11 @@ def budget_scores(model: GroupedNet, budgets: Mapping[int, Split]) -> dict[str, 
                 "h_score": h_score(feats, budget.y),
             }
         )
+    return per_seed
+
+
+def mean_scores(per_seed: Sequence[Mapping[str, float]]) -> dict[str, float]:
+    """Each score's mean over the seeds."""
     return {k: float(np.mean([s[k] for s in per_seed])) for k in per_seed[0]}
 
 
@@ -94,12 +102,23 @@ def realised_order(candidates: Sequence[Candidate]) -> list[str]:
     return [c.name for c in sorted(candidates, key=lambda c: -c.accuracy)]
 
 
-def rank_agreement(candidates: Sequence[Candidate]) -> dict[str, float]:
+def rank_agreement(
+    candidates: Sequence[Candidate], confidence: float = 0.95, seed: int = 0
+) -> dict[str, Agreement]:
     """Kendall's tau-b of each score (signed so that higher = ranked better) against the realised
-    accuracy; nan for fewer than two candidates or a constant column."""
-    realised = [c.accuracy for c in candidates]
-    return {
-        score: kendall_tau([sign * c.scores[score] for c in candidates], realised)
-        for score, sign in DIRECTION.items()
-        if all(score in c.scores for c in candidates)
-    }
+    accuracy, with a bootstrap interval over the paired seeds; tau nan for fewer than two
+    candidates or a constant column. A score with no per-seed values (the proxy A-distance,
+    which reads no labels) is the same in every resample."""
+    realised = np.array([c.realised for c in candidates]).T  # (seeds, candidates)
+    out = {}
+    for score, sign in DIRECTION.items():
+        if not all(score in c.scores for c in candidates):
+            continue
+        per_seed = [
+            [s[score] for s in c.seed_scores]
+            if c.seed_scores and score in c.seed_scores[0]
+            else [c.scores[score]] * len(realised)
+            for c in candidates
+        ]
+        out[score] = tau_over_seeds(sign * np.array(per_seed).T, realised, confidence, seed)
+    return out

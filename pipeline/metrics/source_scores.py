@@ -22,7 +22,7 @@ from pipeline.data.domain import Split
 from pipeline.metrics.hscore import h_score
 from pipeline.metrics.intervals import Interval
 from pipeline.metrics.logme import logme
-from pipeline.metrics.ranking import kendall_tau
+from pipeline.metrics.ranking import Agreement, tau_over_seeds
 from pipeline.metrics.suite import (
     DOMAIN_READS,
     LABEL_READS,
@@ -113,18 +113,32 @@ def depth_ranking(
     source: GroupedNet,
     reference: Callable[[int], GroupedNet],
     budgets: dict[int, Split],
-    realised: Sequence[float],
-) -> dict[str, float]:
+    realised: Sequence[Sequence[float]],
+    confidence: float = 0.95,
+) -> dict[str, Agreement]:
     """Kendall's tau between each depth score's gain over the reference (features after k
-    groups, k = 1..G, averaged over seeds' budgets) and the realised accuracy at k."""
-    gains = {name: np.zeros(source.num_groups) for name in DEPTH_SCORES}
-    for seed, budget in budgets.items():
+    groups, k = 1..G, averaged over seeds' budgets) and the realised accuracy at k, with a
+    bootstrap interval over the paired seeds.
+
+    Args:
+        source: The source network.
+        reference: A random-init network of the same architecture per seed.
+        budgets: Each seed's labelled budget, in the order of ``realised``'s values.
+        realised: Per depth k = 1..G, the accuracy of each seed of ``budgets``.
+        confidence: Interval coverage.
+    """
+    seeds = list(budgets)
+    gains = {name: np.zeros((len(seeds), source.num_groups)) for name in DEPTH_SCORES}
+    for i, budget in enumerate(budgets.values()):
         x = torch.from_numpy(budget.x)
-        for sign, model in ((1.0, source), (-1.0, reference(seed))):
+        for sign, model in ((1.0, source), (-1.0, reference(seeds[i]))):
             model.eval()
             with torch.inference_mode():
                 for k in range(1, model.num_groups + 1):
                     f = model.pool(model.forward_groups(x, 0, k)).double().numpy()
                     for name, score in DEPTH_SCORES.items():
-                        gains[name][k - 1] += sign * score(f, budget.y) / len(budgets)
-    return {name: kendall_tau(list(g), list(realised)) for name, g in gains.items()}
+                        gains[name][i, k - 1] += sign * score(f, budget.y)
+    per_seed = np.asarray(realised, dtype=np.float64).T  # (seeds, depths)
+    return {
+        name: tau_over_seeds(g, per_seed, confidence, seed=seeds[0]) for name, g in gains.items()
+    }

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from pipeline.metrics.candidates import DIRECTION, Candidate, predicted_order, realised_order
+from pipeline.metrics.ranking import Agreement
 
 
-def ranking_markdown(candidates: list[Candidate], tau: dict[str, float], labels: int) -> str:
-    """The ranking table, the realised order and each score's Kendall tau against it."""
+def ranking_markdown(
+    candidates: list[Candidate], tau: dict[str, Agreement], labels: int, confidence: float = 0.95
+) -> str:
+    """The ranking table, the realised order and each score's Kendall tau against it, with its
+    bootstrap interval over the paired seeds."""
     scores = list(DIRECTION)
     out = [
         "# Candidate sources",
@@ -23,8 +27,17 @@ def ranking_markdown(candidates: list[Candidate], tau: dict[str, float], labels:
         out.append(f"| {c.name} | " + " | ".join(cells) + " |")
     if tau:
         out += ["", f"Realised order: {' > '.join(realised_order(candidates))}"]
-    out += ["", "| score | its order | Kendall tau vs realised |", "|---|---|---|"]
+    level = f"{round(100 * confidence)}% interval over seeds"
+    out += ["", f"| score | its order | Kendall tau vs realised | {level} |", "|---|---|---|---|"]
     for s in scores:
-        t = f"{tau[s]:.3f}" if s in tau else "n/a"
-        out.append(f"| {s} | {' > '.join(predicted_order(candidates, s))} | {t} |")
+        t, iv = (
+            (_num(tau[s].tau), f"{_num(tau[s].low)}..{_num(tau[s].high)}")
+            if s in tau
+            else ("n/a", "n/a")
+        )
+        out.append(f"| {s} | {' > '.join(predicted_order(candidates, s))} | {t} | {iv} |")
     return "\n".join(out) + "\n"
+
+
+def _num(x: float) -> str:
+    return "n/a" if x != x else f"{x:.3f}"

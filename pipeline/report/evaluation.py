@@ -20,7 +20,7 @@ from pipeline.models.grouped import GroupedNet
 from pipeline.models.weights import load_model
 from pipeline.report.summary import Evaluation
 from pipeline.transfer.arms import Arm, ModelFactory
-from pipeline.transfer.curves import Accuracy, freeze_depth_curve, label_curve, mean
+from pipeline.transfer.curves import Accuracy, freeze_depth_curve, label_curve
 from pipeline.transfer.source import SourceModel
 
 ArmFor = dict[str, Callable[[int], Arm]]
@@ -108,8 +108,10 @@ def add_scores(
         seed=seed,
     )
     if ev.freeze_depth:
-        realised = [mean(r.freeze) for r in ev.freeze_depth[1:]]
-        ev.ranking = depth_ranking(model, reference, budgets, realised)
+        # paired by seed: the curve's seeds are the first transfer seeds, as are budgets' keys
+        realised = [r.freeze for r in ev.freeze_depth[1:]]
+        paired = dict(list(budgets.items())[: len(realised[0])])
+        ev.ranking = depth_ranking(model, reference, paired, realised, ev.confidence)
 
 
 def add_large_validation(ev: Evaluation, arm_for: ArmFor, full: Accuracy) -> None:

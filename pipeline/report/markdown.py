@@ -264,12 +264,15 @@ def _scores_section(s: Evaluation) -> list[str]:
         out += [
             "",
             "Kendall's tau between each score's gain over the reference on the features after k "
-            "frozen groups and the realised freeze-k accuracy at k:",
+            f"frozen groups and the realised freeze-k accuracy at k, with its "
+            f"{round(100 * s.confidence)}% bootstrap interval over the curve's paired seeds:",
             "",
-            "| score | tau |",
-            "|---|---|",
+            "| score | tau | interval |",
+            "|---|---|---|",
         ]
-        out += [f"| {k} | {_num(v)} |" for k, v in s.ranking.items()]
+        out += [
+            f"| {k} | {_num(v.tau)} | {_num(v.low)}..{_num(v.high)} |" for k, v in s.ranking.items()
+        ]
     return [*out, ""]
 
 

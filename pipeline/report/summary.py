@@ -21,6 +21,7 @@ from pipeline.metrics.comparison import (
 from pipeline.metrics.efficiency import PerSeed
 from pipeline.metrics.intervals import Interval
 from pipeline.metrics.ntg import NTGResult
+from pipeline.metrics.ranking import Agreement
 from pipeline.metrics.source_scores import ScoreComparison
 from pipeline.transfer.curves import DepthPoint, LabelPoint, best_k
 
@@ -107,7 +108,8 @@ class Evaluation:
         scratch_equivalent: Per seed, labels per class scratch needs to match the primary arm.
         scores: Label scores (source vs random-init reference, per seed).
         domain: Domain scores (source vs reference features).
-        ranking: Kendall's tau of per-depth score gains against the depth curve.
+        ranking: Kendall's tau of per-depth score gains against the depth curve, with its
+            bootstrap interval over the curve's seeds.
         large_validation: Primary and baseline test accuracy when early stopping used the whole
             validation split instead of the budget, paired differences (an option).
     """
@@ -135,7 +137,7 @@ class Evaluation:
     scratch_equivalent: PerSeed | None = None
     scores: list[ScoreComparison] | None = None
     domain: list[ScoreComparison] | None = None
-    ranking: dict[str, float] | None = None
+    ranking: dict[str, Agreement] | None = None
     large_validation: dict[str, Interval] | None = None
 
     @classmethod

@@ -11,10 +11,10 @@ import torch
 
 from pipeline.data.domain import Split
 from pipeline.metrics.candidates import (
-    DIRECTION,
     Candidate,
     budget_scores,
     domain_distance,
+    mean_scores,
     predicted_order,
     rank_agreement,
     realised_order,
@@ -25,7 +25,7 @@ from pipeline.metrics.hscore import h_score
 from pipeline.metrics.leep import leep
 from pipeline.metrics.logme import logme
 from pipeline.metrics.nce import nce
-from pipeline.metrics.ranking import kendall_tau
+from pipeline.metrics.ranking import kendall_tau, tau_over_seeds
 from pipeline.models.small_cnn import small_cnn
 
 
@@ -44,7 +44,7 @@ def test_a_candidate_realised_the_mean_of_its_seeds_or_nothing():
     assert math.isnan(Candidate("b").accuracy)
 
 
-def test_budget_scores_average_the_four_scores_over_the_seeds_budgets():
+def test_budget_scores_are_the_four_scores_on_each_seeds_budget_and_their_mean():
     rng = np.random.default_rng(0)
     budgets = {
         s: Split(rng.normal(size=(12, 1, 8, 8)).astype(np.float32), np.arange(12) % 3)
@@ -60,9 +60,11 @@ def test_budget_scores_average_the_four_scores_over_the_seeds_budgets():
             [leep(probs, b.y), nce(probs.argmax(1), b.y), logme(f, b.y), h_score(f, b.y)]
         )
     names = ("leep", "nce", "logme", "h_score")
+    got = budget_scores(model, budgets)
+    assert np.array([list(s.values()) for s in got]) == pytest.approx(np.array(per_seed))
+    assert all(list(s) == list(names) for s in got)
     expected = dict(zip(names, np.mean(per_seed, axis=0), strict=True))
-    assert budget_scores(model, budgets) == pytest.approx(expected)
-    assert list(budget_scores(model, budgets)) == ["leep", "nce", "logme", "h_score"]
+    assert mean_scores(got) == pytest.approx(expected)
 
 
 def test_domain_distance_is_pad_on_equal_seeded_samples_of_the_features():
@@ -98,9 +100,31 @@ def test_orders_and_agreement_follow_each_scores_direction():
     agreement = rank_agreement(cands)
     assert set(agreement) == {"leep", "proxy_a_distance"}  # scores some candidate lacks: none
     realised = [0.9, 0.5, 0.7]
-    assert agreement["leep"] == kendall_tau([-1.0, -2.0, -0.5], realised)
-    assert agreement["proxy_a_distance"] == kendall_tau([-0.2, -1.5, -0.9], realised) == 1.0
-    assert DIRECTION == {"leep": 1, "nce": 1, "logme": 1, "h_score": 1, "proxy_a_distance": -1}
+    assert agreement["leep"].tau == kendall_tau([-1.0, -2.0, -0.5], realised)
+    assert agreement["proxy_a_distance"].tau == kendall_tau([-0.2, -1.5, -0.9], realised) == 1.0
+    # one seed: no interval to speak of
+    assert (agreement["leep"].low, agreement["leep"].high) == (-1.0, 1.0)
+
+
+def test_agreement_resamples_per_seed_label_scores_and_holds_the_domain_score_fixed():
+    per_seed = np.array([[3.0, 2.0, 1.0], [3.0, 1.0, 2.0]])  # LEEP (seeds, candidates)
+    realised = np.array([[0.9, 0.5, 0.1], [0.3, 0.6, 0.8]])
+    distance = [0.1, 0.2, 0.3]
+    cands = [
+        Candidate(
+            name,
+            {"leep": per_seed[:, i].mean(), "proxy_a_distance": distance[i]},
+            list(realised[:, i]),
+            [{"leep": v} for v in per_seed[:, i]],
+        )
+        for i, name in enumerate("abc")
+    ]
+    agreement = rank_agreement(cands)
+    assert agreement["leep"] == tau_over_seeds(per_seed, realised)
+    # seed 0 alone ranks perfectly, seed 1 alone not: the interval shows both
+    assert agreement["leep"].high == 1.0 and agreement["leep"].low < 0
+    # the distance reads no labels: one number per candidate, the same in every resample
+    assert agreement["proxy_a_distance"] == tau_over_seeds(-np.array([distance] * 2), realised)
 
 
 def test_feature_distances_are_pad_and_mmd_of_seeded_sorted_samples():

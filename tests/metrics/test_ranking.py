@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
-from pipeline.metrics.ranking import kendall_tau
+from pipeline.metrics.ranking import kendall_tau, tau_over_seeds
 
 
 def test_perfect_and_reversed_rankings() -> None:
@@ -35,3 +36,41 @@ def test_undefined_cases_are_nan(scores: list[float], realised: list[float]) -> 
 def test_mismatched_lengths_raise() -> None:
     with pytest.raises(ValueError, match="same length"):
         kendall_tau([1.0, 2.0], [1.0])
+
+
+def test_tau_over_seeds_is_tau_of_the_seed_means_with_the_resampled_extremes() -> None:
+    # two seeds: a resample holds seed 0 twice, seed 1 twice or one of each, so the 95%
+    # percentile interval of 2000 resamples runs from the lowest of those taus to the highest
+    scores = [[1.0, 2.0, 3.0], [1.0, 2.0, 3.0]]
+    realised = [[0.1, 0.2, 0.3], [0.3, 0.2, 0.1]]  # seed 0 agrees, seed 1 is reversed
+    out = tau_over_seeds(scores, realised)
+    assert math.isnan(out.tau)  # the mean accuracies are all 0.2: no ranking
+    assert (out.low, out.high) == (-1.0, 1.0)
+    realised = [[0.1, 0.2, 0.3], [0.1, 0.3, 0.2]]  # seed 1 swaps one pair
+    out = tau_over_seeds(scores, realised)
+    means = np.mean(realised, axis=0)
+    assert out.tau == kendall_tau([1, 2, 3], means)
+    assert (out.low, out.high) == (pytest.approx(1 / 3), 1.0)
+    assert tau_over_seeds(scores, realised, seed=1) == tau_over_seeds(scores, realised, seed=1)
+
+
+def test_tau_over_seeds_narrows_when_every_seed_agrees() -> None:
+    rng = np.random.default_rng(0)
+    order = np.arange(4.0)  # every seed ranks the candidates the same way, by its own values
+    scores = order + rng.uniform(0, 0.5, size=(5, 4))
+    same = order / 10 + rng.uniform(0, 0.05, size=(5, 4))
+    agree = tau_over_seeds(scores, same)
+    assert (agree.tau, agree.low, agree.high) == (1.0, 1.0, 1.0)
+    noisy = tau_over_seeds(scores, rng.normal(size=(5, 4)))
+    assert noisy.low < noisy.high and noisy.low < 0.5
+    narrow = tau_over_seeds(scores, rng.normal(size=(5, 4)), confidence=0.5)
+    assert -1 <= narrow.low <= narrow.high <= 1
+
+
+def test_tau_over_seeds_one_seed_knows_nothing_and_bad_shapes_raise() -> None:
+    out = tau_over_seeds([[1.0, 2.0]], [[0.5, 0.7]])
+    assert (out.tau, out.low, out.high) == (1.0, -1.0, 1.0)
+    with pytest.raises(ValueError, match="one shape"):
+        tau_over_seeds([[1.0, 2.0]], [[0.5, 0.7, 0.1]])
+    with pytest.raises(ValueError, match="one shape"):
+        tau_over_seeds([1.0, 2.0], [0.5, 0.7])
