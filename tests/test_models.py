@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from safetensors.torch import save_file
 
 from pipeline.errors import CheckpointError
 from pipeline.models.predict import predict_logits
@@ -44,6 +45,21 @@ def test_weights_roundtrip_with_metadata(tmp_path):
     x = torch.randn(2, 1, 16, 16)
     torch.testing.assert_close(predict_logits(net, x), predict_logits(other, x))
     assert read_metadata(tmp_path / "w.safetensors") == {"num_classes": 10}
+
+
+def test_same_weights_and_metadata_give_the_same_bytes(tmp_path):
+    # safetensors orders a header's metadata entries by a randomly seeded hash map, so DVC saw
+    # a new file (and re-ran every later stage) each time the same model was written
+    net = small_cnn(10, width=8)
+    meta = {f"key{i}": {"value": i, "list": [i, "x"]} for i in range(8)}
+    files = [tmp_path / f"w{i}.safetensors" for i in range(12)]
+    for f in files:
+        save_weights(net, f, metadata=meta)
+    assert len({f.read_bytes() for f in files}) == 1
+    assert read_metadata(files[0]) == meta
+    # a file written before the single metadata entry: one JSON value per key
+    save_file({"w": torch.zeros(1)}, str(tmp_path / "old.safetensors"), metadata={"a": "1"})
+    assert read_metadata(tmp_path / "old.safetensors") == {"a": 1}
 
 
 def test_torch_checkpoints_load_with_weights_only(tmp_path):

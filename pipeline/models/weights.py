@@ -15,17 +15,23 @@ from torch import nn
 
 from pipeline.errors import CheckpointError
 
+# The metadata is one header entry holding sorted JSON: safetensors writes the header's metadata
+# in hash-map order, which differs from run to run (huggingface/safetensors#584), so a file with
+# several entries got different bytes for the same weights, and DVC a different hash for it.
+METADATA_KEY = "graftlab"
+
 
 def save_weights(model: nn.Module, path: Path, metadata: dict | None = None) -> None:
-    """Write ``model``'s state dict to a ``.safetensors`` file with JSON-able metadata."""
+    """Write ``model``'s state dict to a ``.safetensors`` file with JSON-able metadata; the same
+    weights and metadata give the same bytes."""
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    meta = {k: json.dumps(v) for k, v in (metadata or {}).items()}
+    meta = {METADATA_KEY: json.dumps(metadata or {}, sort_keys=True)}
     save_file(state, str(path), metadata=meta)
 
 
 def state_digest(state: dict[str, torch.Tensor]) -> str:
-    """sha256 of a state dict's names, dtypes, shapes and values (not of a file's bytes: the
-    safetensors header orders metadata differently from run to run)."""
+    """sha256 of a state dict's names, dtypes, shapes and values (not of a file's bytes, which
+    also hold metadata and, in files from other tools, metadata in run-dependent order)."""
     h = hashlib.sha256()
     for key in sorted(state):
         t = state[key].detach().cpu().contiguous()
@@ -43,7 +49,9 @@ def read_metadata(path: Path) -> dict:
             meta = f.metadata() or {}
     except (OSError, SafetensorError) as err:
         raise CheckpointError(path, f"not a readable safetensors file ({err})") from err
-    return {k: json.loads(v) for k, v in meta.items()}
+    if METADATA_KEY in meta:
+        return json.loads(meta[METADATA_KEY])
+    return {k: json.loads(v) for k, v in meta.items()}  # written before METADATA_KEY
 
 
 def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
