@@ -35,11 +35,18 @@ def tracking_started(experiment_id: str) -> None:
 
 
 @contextmanager
-def interrupts() -> Iterator[None]:
+def interrupts(exiting: bool = False) -> Iterator[None]:
     """Turn SIGINT and SIGTERM into :class:`Interrupted` (the first one; later ones are
     ignored, so the clean-up they would cut short can finish). The stop is also recorded in
     :mod:`pipeline.stops`, so one raised where Python must swallow it (a finalizer) is raised
-    again by the training loop, without Python's "Exception ignored" traceback."""
+    again by the training loop, without Python's "Exception ignored" traceback.
+
+    ``exiting``: the process only exits after this (a stage run from the command line), so the
+    signals are ignored from then on instead of given back to Python's handlers: in the
+    interpreter's finalization (~0.2-1 s: atexit callbacks, then the default action) a Ctrl-C
+    printed a KeyboardInterrupt traceback or killed the process by the signal, after its
+    outputs, runs and one line were complete. SIG_IGN outlives finalization, which resets only
+    handlers that are Python functions."""
     seen: list[Interrupted] = []
 
     def handler(signum: int, _frame: object) -> None:
@@ -68,7 +75,7 @@ def interrupts() -> Iterator[None]:
         stops.clear()
         sys.unraisablehook = default
         for s, h in previous.items():
-            signal.signal(s, h)
+            signal.signal(s, signal.SIG_IGN if exiting else h)
 
 
 def _end_runs(status: str, since_ms: int | None = None) -> int:

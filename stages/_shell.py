@@ -205,7 +205,9 @@ def run_stage(
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     quiet_libraries()
     keep_freed_memory()  # before the stage allocates its tensors
-    with interrupts():
+    main = sys.modules.get("__main__")
+    own_process = getattr(getattr(main, "__spec__", None), "name", None) == f"stages.{stage}"
+    with interrupts(exiting=own_process):
         try:
             cfg = load_config(sys.argv[1:] if argv is None else argv)
             check_config(cfg, stage)
