@@ -287,10 +287,24 @@ def check_config(cfg: DictConfig, stage: str) -> None:
                 raise ConfigError(key, "<missing>", f"{rule.allowed} (the key is required)")
             if not rule.ok(value):
                 raise ConfigError(key, value, rule.allowed)
+    _check_monitors(tree, stage)
     # a skipped tune trains nothing: it need not load Lightning to check the Trainer (start-up)
     skipped = stage == "tune" and not tree.get("tune", {}).get("enabled", True)
     if _reads(stage, "trainer") and not skipped:
         _check_trainer(tree["trainer"])
+
+
+def _check_monitors(tree: dict, stage: str) -> None:
+    """``transfer.monitor`` and every arm's ``monitor`` name a metric each run logs: validation
+    accuracy, or (transductive) one of ``setting.validators``; null keeps the last epoch."""
+    setting = tree.get("setting") or {}
+    allowed = [None, "val/acc"]
+    if setting.get("name") == "transductive":
+        allowed += [f"val/{n}" for n in setting.get("validators") or {}]
+    for pattern in ("transfer.monitor", "transfer.arms.*.monitor"):
+        for key, value in _keys(tree, pattern):
+            if _reads(stage, key) and value is not _ABSENT and value not in allowed:
+                raise ConfigError(key, value, allowed)
 
 
 # trainer keys that are ours, not lightning.pytorch.Trainer arguments

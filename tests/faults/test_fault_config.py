@@ -91,6 +91,12 @@ def test_item1_explicit_values_of_tuned_keys_win_and_bad_ones_are_named(workspac
         ("trainer=tpu", "trainer='tpu' is not allowed; expected one of 'cpu', 'gpu'"),
         ("transfer.nope=1", "transfer.nope=1 is not allowed; expected an existing config key"),
         ("seed=-1", "seed=-1 is not allowed"),
+        # a metric no inductive run logs: a KeyError traceback after training, exit 1, before
+        (
+            "transfer.monitor=val/foo",
+            "transfer.monitor='val/foo' is not allowed; expected one of None",
+        ),
+        ("+transfer.arms.scratch.monitor=val/loss", "transfer.arms.scratch.monitor='val/loss'"),
     ],
 )
 def test_item6_a_wrongly_typed_or_out_of_range_value_is_one_line_before_any_work(
