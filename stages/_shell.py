@@ -52,6 +52,34 @@ def _group_option(group: str, option: object) -> dict | None:
     return OmegaConf.select(OmegaConf.create(composed), group.replace("/", "."))
 
 
+def _global_group(group: str) -> bool:
+    """Whether an option of config group ``group`` sets keys outside it (``@package
+    _global_``: ``setting``, ``pretrain``)."""
+    folder = CONF_DIR / group.replace(".", "/")
+    return any(
+        p.read_text().startswith("# @package _global_") for p in sorted(folder.glob("*.yaml"))
+    )
+
+
+def _check_global_choice(cfg: DictConfig, group: str, option: str) -> None:
+    """A group whose options set keys elsewhere (``setting=transductive`` sets ``data``,
+    ``transfer`` and ``tune`` keys) cannot be switched on top of a composed config: replacing
+    its node alone would leave the other option's keys, a silently mixed config. Choosing what
+    params.yaml already has is allowed."""
+    key = group.replace("/", ".")
+    wanted = OmegaConf.select(OmegaConf.create(compose_conf([f"{group}={option}"])), key)
+    current = OmegaConf.select(cfg, key)
+    if current is not None and OmegaConf.to_container(current, resolve=True) == wanted:
+        return
+    raise ConfigError(
+        key,
+        option,
+        f"it chosen in params.yaml (python -m stages.params {group}={option}, or dvc exp run -S "
+        f"{group}={option}): this group also sets keys outside {key}, which a stage's command "
+        "line would leave as they are",
+    )
+
+
 def _has(cfg: DictConfig, key: str) -> bool:
     """Whether ``key`` exists in ``cfg``, also when its value is still missing (``???``)."""
     parent, _, leaf = key.rpartition(".")
@@ -79,6 +107,9 @@ def apply_overrides(cfg: DictConfig, overrides: Sequence[str]) -> DictConfig:
         group = o.key_or_group
         key = group.replace("/", ".")
         if not o.is_delete() and (node := _group_option(group, o.value())) is not None:
+            if _global_group(group):
+                _check_global_choice(cfg, group, o.value())
+                continue  # already what params.yaml chose
             OmegaConf.update(cfg, key, node, merge=False, force_add=True)
             OmegaConf.resolve(cfg)  # its ${...} refer to this config's values
             continue

@@ -94,6 +94,32 @@ def test_every_trainer_option_composes(trainer):
     assert {"accelerator", "devices", "precision"} <= set(kw)
 
 
+@pytest.mark.parametrize(
+    ("group", "other"), [("setting", "transductive"), ("pretrain", "external")]
+)
+def test_a_group_that_sets_keys_elsewhere_is_not_half_switched_on_a_stage_command_line(
+    group, other
+):
+    # setting=transductive on a stage's command line replaced the setting node only: the
+    # inductive data and transfer keys stayed, and prepare accepted a mixed config (exit 0)
+    inductive = compose(tiny=False)
+    with pytest.raises(ConfigError, match=rf"{group}='{other}'.*stages\.params {group}={other}"):
+        apply_overrides(inductive, [f"{group}={other}"])
+    # what params.yaml already chose is no change: allowed, both ways
+    switched = compose(f"{group}={other}", tiny=False)
+    assert apply_overrides(switched, [f"{group}={other}"]) == switched
+    assert (
+        apply_overrides(
+            inductive, [f"{group}=default" if group == "pretrain" else "setting=inductive"]
+        )
+        == inductive
+    )
+    with pytest.raises(ConfigError, match=rf"{group}="):
+        apply_overrides(
+            switched, [f"{group}=default" if group == "pretrain" else "setting=inductive"]
+        )
+
+
 @pytest.mark.parametrize("option", options("tune/pruner"))
 def test_every_pruner_option_instantiates_an_optuna_pruner(option):
     import optuna
