@@ -76,6 +76,9 @@ def model_factory(cfg: DictConfig, pretrained: bool = False) -> ModelFactory:
     return lambda num_classes: factory(num_classes=num_classes)
 
 
+PROBE_SIZES = (32, 64, 128, 224)  # tried in turn when data.image_size fails, to say what works
+
+
 def check_input(model: object, shape: tuple[int, ...], target: str) -> None:
     """The backbone takes inputs of ``shape`` (one forward pass of zeros, in eval mode), so a
     resolution it cannot handle is a config error before training, not a traceback inside it."""
@@ -85,12 +88,24 @@ def check_input(model: object, shape: tuple[int, ...], target: str) -> None:
     # leave every module as it found it (a BatchNorm left in eval mode trains on its init stats)
     modes = [(m, m.training) for m in model.modules()]
     model.eval()
+
+    def takes(size: tuple[int, ...]) -> str | None:
+        try:
+            with torch.no_grad():
+                model(torch.zeros(2, *size))
+        except RuntimeError as err:
+            return str(err)
+        return None
+
     try:
-        with torch.no_grad():
-            model(torch.zeros(2, *shape))
-    except RuntimeError as err:
+        if (err := takes(shape)) is None:
+            return
+        for size in (s for s in PROBE_SIZES if len(shape) == 3 and s > shape[1]):
+            if takes((shape[0], size, size)) is None:  # the images are too small for it
+                allowed = f"a size {target} takes: {size} does, {shape[1]} does not ({err})"
+                raise ConfigError("data.image_size", shape[1], allowed)
         allowed = f"a backbone that takes inputs of shape {shape} (data.image_size) ({err})"
-        raise ConfigError("model._target_", target, allowed) from None
+        raise ConfigError("model._target_", target, allowed)
     finally:
         for m, training in modes:
             m.training = training

@@ -33,6 +33,18 @@ def test_the_input_probe_names_a_resolution_the_backbone_cannot_take():
     assert _modes(model) == before
 
 
+def test_images_too_small_for_the_backbone_blame_data_image_size_and_say_what_works():
+    # the README's convnext_atto example at the default 16 px blamed model._target_
+    from pipeline.models.timm_backbone import timm_backbone
+
+    model = timm_backbone(num_classes=10, arch="convnext_atto", in_chans=3, small_input=False)
+    before = _modes(model)
+    with pytest.raises(ConfigError, match=r"^data\.image_size=16 is not allowed; .*32 does, 16"):
+        check_input(model, (3, 16, 16), "pipeline.models.timm_backbone.timm_backbone")
+    assert _modes(model) == before
+    check_input(model, (3, 32, 32), "pipeline.models.timm_backbone.timm_backbone")
+
+
 def test_fit_trains_a_network_the_caller_left_in_eval_mode():
     # the mode is fit's to set: trainable BatchNorm layers update their statistics, frozen
     # groups keep theirs, whatever mode the network arrived in
