@@ -74,6 +74,22 @@ def test_arms_are_summarised_per_seed_and_compared_pairwise():
     assert gaps(clear, "s", 0.95)["t"].verdict == "positive"
 
 
+def test_intervals_of_accuracies_and_their_differences_stay_in_range():
+    # two seeds far apart: the t-interval (t_{0.975, 1} = 12.7) of a 75.9% accuracy ran from
+    # -18.2% to 170.0% in the report, and the gain over scratch from -40.7 to +124.0 points
+    arms = summarise_arms(_scored("t", [0.98, 0.54]) + _scored("s", [0.10, 0.60]), 0.95)
+    acc = arms["t"].acc
+    assert acc.mean == pytest.approx(0.76) and (acc.low, acc.high) == (0.0, 1.0)
+    gain = paired_gain(arms["t"], arms["s"], 0.95)
+    assert gain.mean == pytest.approx(0.41) and (gain.low, gain.high) == (-1.0, 1.0)
+    ntg = gaps(arms, "s", 0.95)["t"]
+    assert (ntg.ci_low, ntg.ci_high) == (-1.0, 1.0) and ntg.verdict == "inconclusive"
+    # inside the range nothing changes
+    inside = summarise_arms(_scored("t", [0.6, 0.65, 0.7]), 0.95)["t"].acc
+    unclipped = Interval.of([0.6, 0.65, 0.7])
+    assert (inside.low, inside.high) == (unclipped.low, unclipped.high)
+
+
 def test_pairing_needs_the_same_seeds():
     arms = summarise_arms(_scored("t", [0.8, 0.7]) + _scored("s", [0.5]), 0.95)
     with pytest.raises(ValueError, match="same seeds"):

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from pipeline.metrics.classification import model_metrics
-from pipeline.metrics.intervals import Interval
+from pipeline.metrics.intervals import ACCURACY, DIFFERENCE, Interval
 from pipeline.metrics.ntg import NTGResult, negative_transfer_gap
 
 
@@ -100,7 +100,7 @@ def summarise_arms(scored: Sequence[ScoredModel], confidence: float) -> dict[str
         rows = sorted((r for r in scored if r.arm == name), key=lambda r: r.seed)
         arms[name] = ArmStats(
             name=name,
-            acc=Interval.of([r.acc for r in rows], confidence),
+            acc=Interval.of([r.acc for r in rows], confidence, ACCURACY),
             macro_f1=float(np.mean([r.macro_f1 for r in rows])),
             seeds=tuple(r.seed for r in rows),
             init_groups=rows[0].init_groups,
@@ -114,7 +114,7 @@ def paired_gain(arm: ArmStats, baseline: ArmStats, confidence: float) -> Interva
     if arm.seeds != baseline.seeds:
         raise ValueError(f"{arm.name} and {baseline.name} were not trained on the same seeds")
     diffs = [t - s for t, s in zip(arm.acc.values, baseline.acc.values, strict=True)]
-    return Interval.of(diffs, confidence)
+    return Interval.of(diffs, confidence, DIFFERENCE)
 
 
 def gaps(arms: dict[str, ArmStats], baseline: str, confidence: float) -> dict[str, NTGResult]:

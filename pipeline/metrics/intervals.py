@@ -1,4 +1,10 @@
-"""Mean and two-sided Student-t confidence interval over a few paired seeds."""
+"""Mean and two-sided Student-t confidence interval over a few paired seeds.
+
+A quantity with a known range (an accuracy in [0, 1], a difference of two in [-1, 1]) gets its
+interval clipped to that range: with 2-3 seeds the t-interval of a 76% accuracy ran from -18% to
+170%. Clipping keeps the coverage (the true value lies in the range) and only drops impossible
+values.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +15,17 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
+ACCURACY = (0.0, 1.0)  # the range of an accuracy (or an error rate)
+DIFFERENCE = (-1.0, 1.0)  # of a difference of two
 
-def mean_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float, float]:
-    """(mean, low, high) of ``mean +- t_{(1+c)/2, n-1} * s / sqrt(n)``; (-inf, inf) when n == 1."""
+
+def mean_interval(
+    values: Sequence[float],
+    confidence: float = 0.95,
+    bounds: tuple[float, float] | None = None,
+) -> tuple[float, float, float]:
+    """(mean, low, high) of ``mean +- t_{(1+c)/2, n-1} * s / sqrt(n)``; (-inf, inf) when n == 1.
+    ``bounds``: the range the quantity can take; the interval is clipped to it."""
     v = np.asarray(values, dtype=np.float64)
     if v.ndim != 1 or len(v) == 0:
         raise ValueError("values must be a non-empty 1-D sequence")
@@ -21,7 +35,10 @@ def mean_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[fl
     if len(v) == 1:
         return mean, -math.inf, math.inf
     half = stats.t.ppf((1.0 + confidence) / 2.0, df=len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v))
-    return mean, float(mean - half), float(mean + half)
+    low, high = float(mean - half), float(mean + half)
+    if bounds is not None:
+        low, high = max(low, bounds[0]), min(high, bounds[1])
+    return mean, low, high
 
 
 @dataclass(frozen=True)
@@ -41,9 +58,14 @@ class Interval:
     values: tuple[float, ...] = ()
 
     @classmethod
-    def of(cls, values: Sequence[float], confidence: float = 0.95) -> Interval:
+    def of(
+        cls,
+        values: Sequence[float],
+        confidence: float = 0.95,
+        bounds: tuple[float, float] | None = None,
+    ) -> Interval:
         """The mean and interval of ``values`` (see :func:`mean_interval`)."""
-        mean, low, high = mean_interval(values, confidence)
+        mean, low, high = mean_interval(values, confidence, bounds)
         return cls(mean, low, high, tuple(float(v) for v in values))
 
     @property

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.metrics.intervals import mean_interval
+from pipeline.metrics.intervals import DIFFERENCE, mean_interval
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ def negative_transfer_gap(
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
 
     gaps = with_src - without_src
-    mean, ci_low, ci_high = mean_interval(gaps, confidence)
+    mean, ci_low, ci_high = mean_interval(gaps, confidence, DIFFERENCE)
     return NTGResult(
         gaps=tuple(float(g) for g in gaps), mean=mean, ci_low=ci_low, ci_high=ci_high, n=len(gaps)
     )

@@ -10,7 +10,7 @@ import torch
 
 from pipeline.data.domain import Split
 from pipeline.metrics.efficiency import labels_saved, scratch_equivalent
-from pipeline.metrics.intervals import Interval
+from pipeline.metrics.intervals import DIFFERENCE, Interval
 from pipeline.metrics.source_scores import (
     compare_domain_scores,
     compare_label_scores,
@@ -122,7 +122,7 @@ def add_large_validation(ev: Evaluation, arm_for: ArmFor, full: Accuracy) -> Non
         stats = ev.arms[name]
         accs = full([arm_for[name](s) for s in stats.seeds], ev.labels_per_class)
         diffs = [f - a for f, a in zip(accs, stats.acc.values, strict=True)]
-        ev.large_validation[name] = Interval.of(diffs, ev.confidence)
+        ev.large_validation[name] = Interval.of(diffs, ev.confidence, DIFFERENCE)
 
 
 def same_models(runs: Sequence[dict], arm: str) -> tuple[str, ...]:

@@ -19,7 +19,7 @@ from pipeline.metrics.comparison import (
     summarise_arms,
 )
 from pipeline.metrics.efficiency import PerSeed
-from pipeline.metrics.intervals import Interval
+from pipeline.metrics.intervals import DIFFERENCE, Interval
 from pipeline.metrics.ntg import NTGResult
 from pipeline.metrics.ranking import Agreement
 from pipeline.metrics.source_scores import ScoreComparison
@@ -73,7 +73,8 @@ def recommend(
     diff = None
     if best != k:
         at = {r.k: r.freeze for r in curve}
-        diff = Interval.of([b - a for b, a in zip(at[best], at[k], strict=True)], confidence)
+        diffs = [b - a for b, a in zip(at[best], at[k], strict=True)]
+        diff = Interval.of(diffs, confidence, DIFFERENCE)
     return Recommendation(k, groups, tuned, accuracy, same_as, best, diff)
 
 

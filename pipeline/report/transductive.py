@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from pipeline.metrics.intervals import Interval
+from pipeline.metrics.intervals import ACCURACY, Interval
 from pipeline.metrics.ntg import NTGResult, negative_transfer_gap
 from pipeline.selection.picks import Candidate, ValidatorResult, gap_closed, rank_validators
 
@@ -78,7 +78,7 @@ class TransductiveEvaluation:
     @property
     def chosen_acc(self) -> Interval:
         """Test accuracy of the models the chosen validator picked, over seeds."""
-        return Interval.of([acc for _, _, acc in self.chosen], self.confidence)
+        return Interval.of([acc for _, _, acc in self.chosen], self.confidence, ACCURACY)
 
     @property
     def verdict(self) -> str:
@@ -162,7 +162,7 @@ def assess(
         baseline=baseline,
         oracle=oracle,
         validator=validator,
-        methods={a: Interval.of(acc[a], confidence) for a in order},
+        methods={a: Interval.of(acc[a], confidence, ACCURACY) for a in order},
         ntg={
             a: negative_transfer_gap(errors[a], errors[baseline], confidence)
             for a in order

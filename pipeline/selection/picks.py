@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.metrics.intervals import Interval
+from pipeline.metrics.intervals import ACCURACY, Interval
 
 
 @dataclass(frozen=True)
@@ -95,10 +95,10 @@ def rank_validators(
         rho = float(spearmanr(scores, accs).statistic) if len(set(scores)) > 1 else math.nan
         out[name] = ValidatorResult(
             name=name,
-            picked=Interval.of([p.acc for p in picks], confidence),
-            best=Interval.of([b.acc for b in bests], confidence),
-            regret=Interval.of(
-                [b.acc - p.acc for p, b in zip(picks, bests, strict=True)], confidence
+            picked=Interval.of([p.acc for p in picks], confidence, ACCURACY),
+            best=Interval.of([b.acc for b in bests], confidence, ACCURACY),
+            regret=Interval.of(  # >= 0 per seed: the best is best by test accuracy
+                [b.acc - p.acc for p, b in zip(picks, bests, strict=True)], confidence, ACCURACY
             ),
             spearman=rho,
             picks=tuple((p.arm, p.epoch) for p in picks),

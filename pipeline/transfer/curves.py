@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.metrics.intervals import Interval
+from pipeline.metrics.intervals import ACCURACY, Interval
 from pipeline.transfer.arms import Arm
 
 ArmForSeed = Callable[[int], Arm]
@@ -101,8 +101,8 @@ def mean(values: Sequence[float]) -> float:
 
 
 def band(values: Sequence[float], confidence: float) -> Interval:
-    """A point's mean and interval over seeds."""
-    return Interval.of(values, confidence)
+    """A point's mean accuracy and interval over seeds."""
+    return Interval.of(values, confidence, ACCURACY)
 
 
 def best_k(rows: Sequence[DepthPoint], series: str = "freeze") -> int:

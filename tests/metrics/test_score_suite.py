@@ -21,7 +21,7 @@ from pipeline.metrics.comparison import (
 )
 from pipeline.metrics.domain import mmd_permutation_test, proxy_a_distance
 from pipeline.metrics.hscore import h_score
-from pipeline.metrics.intervals import Interval
+from pipeline.metrics.intervals import ACCURACY, DIFFERENCE, Interval
 from pipeline.metrics.leep import leep
 from pipeline.metrics.logme import logme
 from pipeline.metrics.nce import nce
@@ -94,8 +94,10 @@ def test_arm_statistics_carry_every_field_at_the_requested_confidence():
     scored = [ScoredModel("t", s, a, f, [[1]], 4, 2) for s, a, f in ((1, 0.7, 0.6), (0, 0.9, 0.8))]
     scored += [ScoredModel("s", s, a, a, [[1]], 0, 0) for s, a in ((0, 0.5), (1, 0.6))]
     arms = summarise_arms(scored, 0.8)
-    assert arms["t"] == ArmStats("t", Interval.of([0.9, 0.7], 0.8), 0.7, (0, 1), 4, 2)
-    assert paired_gain(arms["t"], arms["s"], 0.8) == Interval.of([0.9 - 0.5, 0.7 - 0.6], 0.8)
+    acc = Interval.of([0.9, 0.7], 0.8, ACCURACY)  # 0.8 +- 0.31: clipped at 1
+    assert arms["t"] == ArmStats("t", acc, 0.7, (0, 1), 4, 2) and acc.high == 1.0
+    gain = Interval.of([0.9 - 0.5, 0.7 - 0.6], 0.8, DIFFERENCE)
+    assert paired_gain(arms["t"], arms["s"], 0.8) == gain
     expected = negative_transfer_gap([1 - 0.9, 1 - 0.7], [1 - 0.5, 1 - 0.6], 0.8)
     assert gaps(arms, "s", 0.8) == {"t": expected}
 
