@@ -141,6 +141,20 @@ def _check_new_key(cfg: DictConfig, key: str, value: object, added: bool) -> Non
     known = None if callable_args else known_keys(parent)
     if added and (known is None or leaf in known):
         return
+    if parent and not isinstance(node, DictConfig) and not added:
+        # a missing level above the leaf (an arm that does not exist): name that level, not
+        # the leaf, which the suggestion would have offered back unchanged
+        levels = key.split(".")
+        at = next(i for i in range(1, len(levels)) if not _has(cfg, ".".join(levels[:i])))
+        above, name = ".".join(levels[: at - 1]), levels[at - 1]
+        found = OmegaConf.select(cfg, above) if above else cfg
+        names = sorted(found) if isinstance(found, DictConfig) else []
+        close = difflib.get_close_matches(name, names, n=1)
+        hint = f"; did you mean {above + '.' if above else ''}{close[0]}?" if close else ""
+        where = above or "the config"
+        raise ConfigError(
+            key, value, f"an existing config key ({where} has no {name}: {', '.join(names)}{hint})"
+        )
     names = set(node) if isinstance(node, DictConfig) else set()
     names |= known or set()
     close = difflib.get_close_matches(leaf, sorted(names), n=1)

@@ -188,6 +188,14 @@ def test_plus_adds_keys_only_where_the_config_takes_new_ones():
             apply_overrides(cfg, [override])
     with pytest.raises(ConfigError, match=r"seeed=3 .*top level.*did you mean seed\?"):
         apply_overrides(cfg, ["+seeed=3"])
+    # a missing level is named, not the leaf under it (which the hint offered back unchanged)
+    with pytest.raises(ConfigError, match=r"transfer\.arms has no bogus: finetune, .*\)$"):
+        apply_overrides(cfg, ["transfer.arms.bogus.init_groups=1"])
+    with pytest.raises(ConfigError, match=r"no finetun: .*did you mean transfer\.arms\.finetune\?"):
+        apply_overrides(cfg, ["transfer.arms.finetun.init_groups=1"])
+    assert apply_overrides(cfg, ["+transfer.arms.bogus.init_groups=1"]).transfer.arms.bogus == {
+        "init_groups": 1
+    }
     with pytest.raises(ConfigError, match=r"evaluate\.scores\.max_sample=.*max_samples"):
         apply_overrides(cfg, ["+evaluate.scores.max_sample=10"])
     # where new keys are the point: an arm's optional setting, a new arm, a callable's argument,
