@@ -42,6 +42,7 @@ if TYPE_CHECKING:  # Lightning loads at the first fit: stages that do not train 
 log = logging.getLogger(__name__)
 
 Tensors = tuple[torch.Tensor, torch.Tensor | None]
+_UNWIDENED: set[str] = set()  # why networks could not be widened, as said in this process
 
 
 @dataclass
@@ -442,8 +443,14 @@ def _widen(models: Sequence[GroupedNet], sample: torch.Tensor) -> GroupedNet | N
     except WidenError as err:
         if wide is not None:
             unlink(wide)
-        log.info(
-            "ensemble of %d: %s; its members run one after another in one loop", len(models), err
+        # once per reason and process: a timm backbone gave the same line for every fit
+        level = logging.DEBUG if str(err) in _UNWIDENED else logging.INFO
+        _UNWIDENED.add(str(err))
+        log.log(
+            level,
+            "ensembles: %s; their members run one after another in one loop (ensemble of %d)",
+            err,
+            len(models),
         )
         return None
     return wide
