@@ -129,6 +129,19 @@ def close_assistant(page) -> None:
         close.last.click()
 
 
+def pretrain_commit(repo: Path, run_id: str) -> str:
+    """The git commit the pretrain run recorded, checked to be in this checkout's history (it
+    precedes HEAD when `dvc repro` ran before its lock file was committed)."""
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{(repo / 'mlflow.db').resolve()}"
+    commit = MlflowClient(uri).get_run(run_id).data.tags["mlflow.source.git.commit"]
+    ancestor = ["git", "merge-base", "--is-ancestor", commit, "HEAD"]
+    if subprocess.run(ancestor, cwd=repo).returncode != 0:
+        sys.exit(f"FAILED pretrain run: its commit {commit} is not in this checkout's history")
+    return commit
+
+
 def main(repo_arg: str, out_arg: str) -> int:
     from playwright.sync_api import sync_playwright
 
@@ -139,9 +152,7 @@ def main(repo_arg: str, out_arg: str) -> int:
     card = json.loads((repo / "outputs/prepare/source/card.json").read_text())
     row = next(r for r in index["runs"] if r["arm"] == index["primary"])
     source, exp = index["source"], index["experiment_id"]
-    commit = subprocess.run(
-        ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True
-    ).stdout.strip()
+    commit = pretrain_commit(repo, source["run_id"])
     server = serve(repo)
     try:
         with sync_playwright() as p:
@@ -168,6 +179,13 @@ def main(repo_arg: str, out_arg: str) -> int:
             w.expect("evaluate run: description links", "transfer run", "pretrain run", "tune run")
             w.shot("evaluate-run")
 
+            # the run page lists its input models by id, a page at a time: take a primary-arm
+            # model it shows (seed 0's was cut off when its random id sorted late)
+            shown = page.eval_on_selector_all(
+                'a[href*="/models/"]', "els => els.map(e => e.getAttribute('href'))"
+            )
+            primary = [r for r in index["runs"] if r["arm"] == index["primary"]]
+            row = next((r for r in primary if any(r["model_id"] in h for h in shown)), row)
             w.click_link(f"/models/{row['model_id']}")
             w.wait_text(f"{row['arm']}-seed{row['seed']}")
             w.expect("transfer model: metrics and lineage params", "test_acc", "val_acc")
