@@ -4,11 +4,18 @@ or one by one), with the configured pruner (hyperband) or ``tune/pruner=asha``. 
 by pytest; run after `dvc repro` (it reuses outputs/prepare and outputs/pretrain) from the
 repository root:
 
-    python tests/benchmarks/bench_tune.py [n_trials] [--pruner-seeds=N] [hydra overrides]
+    python tests/benchmarks/bench_tune.py [n_trials] [--pruner-seeds=N] [--trial-batches]
+        [hydra overrides]
 
 ``--pruner-seeds=N`` then runs both pruners' studies with N sampler seeds and prints their epochs
 and best validation accuracies, and the mean difference with its 95% interval (one seed's study
 says little: which trials a pruner stops depends on the order TPE proposes them).
+
+``--trial-batches`` then asks whether training several trials as one vectorised ensemble would
+pay: what B trials' seeds cost as one ensemble per trial (each its own learning rates, no
+pruning), and, for the default study's own trials over sampler seeds 0-2, the trial-epochs of
+consecutive batches (a batch trains until its longest trial ends) and the freeze depths a batch
+holds (trials of different depths cannot share one ensemble).
 
 Every variant runs the tune stage's real objective (Lightning training, per-epoch pruning
 reports, a nested MLflow run per trial) in this one process, against a throwaway MLflow store
@@ -25,7 +32,12 @@ import time
 import optuna
 
 
-def main(n_trials: int = 20, overrides: list[str] | None = None, pruner_seeds: int = 0) -> None:
+def main(
+    n_trials: int = 20,
+    overrides: list[str] | None = None,
+    pruner_seeds: int = 0,
+    trial_batches: bool = False,
+) -> None:
     tmp = tempfile.mkdtemp(prefix="graftlab-bench-")
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp}/mlflow.db"
     from functools import partial
@@ -102,7 +114,12 @@ def main(n_trials: int = 20, overrides: list[str] | None = None, pruner_seeds: i
             seconds = time.perf_counter() - t0
         states = [t.state.name for t in s.trials]
         epochs = sum(len(t.intermediate_values) for t in s.trials)
+        trials[:] = [
+            (t.params.get("transfer.freeze_groups"), len(t.intermediate_values)) for t in s.trials
+        ]
         return seconds, s.best_value, states.count("PRUNED"), epochs
+
+    trials: list[tuple[int, int]] = []  # the last study's (freeze depth, epochs) per trial
 
     # warm-up (imports, first Trainer), not timed
     study(True, "on", 1)
@@ -140,6 +157,55 @@ def main(n_trials: int = 20, overrides: list[str] | None = None, pruner_seeds: i
     print(f"(goal: a {n_trials}-trial study <= 3x one full trial; a naive search is ~{n_trials}x)")
     if pruner_seeds:
         compare_pruners(study, pruner_seeds)
+    if trial_batches:
+        batch_cost(partial(train_arms, task=task, factory=factory, source=source), cfg, groups)
+        print("default study's trials in consecutive batches (trial-epochs; depths per batch)")
+        for seed in (0, 1, 2):
+            study(True, "on", n_trials, sampler_seed=seed)
+            print(f"  sampler seed {seed}: {batched(trials)}")
+
+
+def batch_cost(train, cfg, groups: int, repeats: int = 4) -> None:
+    """Per trial, what B trials' paired seeds cost trained as one ensemble, against one trial
+    (each trial its own learning rates; no pruning)."""
+    import dataclasses
+
+    from pipeline.transfer.prefix_cache import PrefixCache
+    from stages import _build as build
+
+    arm_for, kwargs = build.trial_arm(cfg, groups), build.trainer_kwargs(cfg, False)
+    rates = [(0.05, 0.01), (0.02, 0.005), (0.1, 0.02), (0.01, 0.003), (0.2, 0.05), (0.03, 0.008)]
+
+    def run(b: int, k: int) -> float:
+        arms = []
+        for head, backbone in rates[:b]:
+            values = {"transfer.freeze_groups": k, "transfer.head_lr": head}
+            arm = arm_for({**values, "transfer.backbone_lr": backbone}, int(cfg.seed))
+            for i in range(int(cfg.tune.subsets)):
+                settings = dataclasses.replace(arm.settings, seed=int(cfg.seed) + i)
+                arms.append(dataclasses.replace(arm, settings=settings))
+        t0 = time.perf_counter()
+        train(arms, trainer_kwargs=kwargs, cache=PrefixCache())
+        return time.perf_counter() - t0
+
+    for k in (0, 2):
+        run(1, k), run(4, k)  # warm-up
+        best = {b: min(run(b, k) for _ in range(repeats)) for b in (1, 2, 4, 6)}
+        cells = ", ".join(f"B={b} {best[b] / best[1] / b:.2f}" for b in (2, 4, 6))
+        print(f"k={k}: one trial {best[1]:.3f} s; per trial, B trials as one ensemble: {cells}")
+
+
+def batched(trials: list[tuple[int, int]], sizes: tuple[int, ...] = (2, 4)) -> str:
+    """Trial-epochs one by one and in consecutive batches of each size (a batch trains until its
+    longest trial ends), and the freeze depths a batch holds on average."""
+    alone = sum(e for _, e in trials)
+    cells = [f"one by one {alone}"]
+    for b in sizes:
+        groups = [trials[i : i + b] for i in range(0, len(trials), b)]
+        together = sum(max(e for _, e in g) * len(g) for g in groups)
+        depths = sum(len({k for k, _ in g}) for g in groups) / len(groups)
+        cells.append(f"batches of {b} {together} ({together / alone:.2f}x; {depths:.1f})")
+    return ", ".join(cells)
 
 
 def compare_pruners(study, n_seeds: int) -> None:
@@ -169,6 +235,6 @@ def compare_pruners(study, n_seeds: int) -> None:
 if __name__ == "__main__":
     args = sys.argv[1:]
     flags = [a for a in args if a.startswith("--pruner-seeds=")]
-    rest = [a for a in args if a not in flags]
+    rest = [a for a in args if a not in flags and a != "--trial-batches"]
     n = int(rest.pop(0)) if rest and rest[0].isdigit() else 20
-    main(n, rest, int(flags[-1].split("=", 1)[1]) if flags else 0)
+    main(n, rest, int(flags[-1].split("=", 1)[1]) if flags else 0, "--trial-batches" in args)
