@@ -12,7 +12,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from pipeline.errors import ConfigError, GraftlabError, Interrupted, StorageError
 from pipeline.startup import keep_freed_memory
@@ -50,6 +50,14 @@ def _group_option(group: str, option: object) -> dict | None:
         raise ConfigError(group.replace("/", "."), option, options)
     composed = compose_conf([f"{group.replace('.', '/')}={option}"], resolve=False)
     return OmegaConf.select(OmegaConf.create(composed), group.replace("/", "."))
+
+
+# keys that say which option of a group that sets keys elsewhere is in use: set alone, they
+# would switch the setting without its other keys (value -> (group, option))
+IDENTITY = {
+    "setting.name": lambda v: ("setting", str(v)),
+    "pretrain.external": lambda v: ("pretrain", "external" if v is True else "default"),
+}
 
 
 def _global_group(group: str) -> bool:
@@ -113,6 +121,11 @@ def apply_overrides(cfg: DictConfig, overrides: Sequence[str]) -> DictConfig:
             OmegaConf.update(cfg, key, node, merge=False, force_add=True)
             OmegaConf.resolve(cfg)  # its ${...} refer to this config's values
             continue
+        if key in IDENTITY and not o.is_delete():
+            group, option = IDENTITY[key](o.value())
+            _group_option(group, option)  # an option of the group, else one line naming them
+            _check_global_choice(cfg, group, option)  # the group's marker alone: no half switch
+            continue
         exists = _has(cfg, key)
         if o.is_delete():
             parent, _, leaf = key.rpartition(".")
@@ -141,14 +154,19 @@ def _check_new_key(cfg: DictConfig, key: str, value: object, added: bool) -> Non
     known = None if callable_args else known_keys(parent)
     if added and (known is None or leaf in known):
         return
-    if parent and not isinstance(node, DictConfig) and not added:
-        # a missing level above the leaf (an arm that does not exist): name that level, not
-        # the leaf, which the suggestion would have offered back unchanged
-        levels = key.split(".")
-        at = next(i for i in range(1, len(levels)) if not _has(cfg, ".".join(levels[:i])))
+    levels = key.split(".")
+    at = next((i for i in range(1, len(levels)) if not _has(cfg, ".".join(levels[:i]))), None)
+    found = None
+    if at is not None:
         above, name = ".".join(levels[: at - 1]), levels[at - 1]
         found = OmegaConf.select(cfg, above) if above else cfg
-        names = sorted(found) if isinstance(found, DictConfig) else []
+    if parent and at is None and not isinstance(node, DictConfig):  # a value, not a section
+        held = "a list" if isinstance(node, ListConfig) else f"the value {node!r}"
+        raise ConfigError(key, value, f"an existing config key ({parent} holds {held}, no keys)")
+    if not added and isinstance(found, DictConfig):
+        # a missing level above the leaf (an arm that does not exist): name that level, not
+        # the leaf, which the suggestion would have offered back unchanged
+        names = sorted(found)
         close = difflib.get_close_matches(name, names, n=1)
         hint = f"; did you mean {above + '.' if above else ''}{close[0]}?" if close else ""
         where = above or "the config"
@@ -162,6 +180,8 @@ def _check_new_key(cfg: DictConfig, key: str, value: object, added: bool) -> Non
     if added:
         where = f"{parent} takes" if parent else "the config takes at the top level"
         raise ConfigError(key, value, f"a key {where}: {', '.join(sorted(names))}{hint}")
+    if known is not None and leaf in known:  # an optional key (an arm's own monitor, ...)
+        raise ConfigError(key, value, f"an existing config key; add this optional one with +{key}")
     extra = "" if known is not None else "; + adds a new one here"
     raise ConfigError(key, value, f"an existing config key{hint}{extra}")
 

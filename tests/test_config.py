@@ -95,29 +95,33 @@ def test_every_trainer_option_composes(trainer):
 
 
 @pytest.mark.parametrize(
-    ("group", "other"), [("setting", "transductive"), ("pretrain", "external")]
+    ("group", "other", "default", "marker"),
+    [
+        ("setting", "transductive", "inductive", "setting.name=transductive"),
+        ("pretrain", "external", "default", "pretrain.external=true"),
+    ],
 )
 def test_a_group_that_sets_keys_elsewhere_is_not_half_switched_on_a_stage_command_line(
-    group, other
+    group, other, default, marker
 ):
     # setting=transductive on a stage's command line replaced the setting node only: the
     # inductive data and transfer keys stayed, and prepare accepted a mixed config (exit 0)
     inductive = compose(tiny=False)
-    with pytest.raises(ConfigError, match=rf"{group}='{other}'.*stages\.params {group}={other}"):
+    refused = rf"{group}='{other}'.*stages\.params {group}={other}"
+    with pytest.raises(ConfigError, match=refused):
         apply_overrides(inductive, [f"{group}={other}"])
+    # nor through the key that names the option (setting.name, pretrain.external)
+    with pytest.raises(ConfigError, match=refused):
+        apply_overrides(inductive, [marker])
     # what params.yaml already chose is no change: allowed, both ways
     switched = compose(f"{group}={other}", tiny=False)
     assert apply_overrides(switched, [f"{group}={other}"]) == switched
-    assert (
-        apply_overrides(
-            inductive, [f"{group}=default" if group == "pretrain" else "setting=inductive"]
-        )
-        == inductive
-    )
-    with pytest.raises(ConfigError, match=rf"{group}="):
-        apply_overrides(
-            switched, [f"{group}=default" if group == "pretrain" else "setting=inductive"]
-        )
+    assert apply_overrides(switched, [marker]) == switched
+    assert apply_overrides(inductive, [f"{group}={default}"]) == inductive
+    with pytest.raises(ConfigError, match=rf"{group}='{default}'"):
+        apply_overrides(switched, [f"{group}={default}"])
+    with pytest.raises(ConfigError, match=rf"{group}='bogus' is not allowed; expected one of"):
+        apply_overrides(inductive, [f"{group}=bogus"])
 
 
 @pytest.mark.parametrize("option", options("tune/pruner"))
@@ -196,6 +200,16 @@ def test_plus_adds_keys_only_where_the_config_takes_new_ones():
     assert apply_overrides(cfg, ["+transfer.arms.bogus.init_groups=1"]).transfer.arms.bogus == {
         "init_groups": 1
     }
+    # every level exists, the parent holds a value: StopIteration traceback in the first fix
+    with pytest.raises(ConfigError, match=r"transfer\.seeds holds the value 5, no keys\)$"):
+        apply_overrides(cfg, ["transfer.seeds.x=1"])
+    with pytest.raises(ConfigError, match=r"transfer\.run holds a list, no keys\)$"):
+        apply_overrides(cfg, ["transfer.run.0=x"])
+    # an optional key an arm may set: how to add it, not "did you mean" the same key
+    with pytest.raises(
+        ConfigError, match=r"add this optional one with \+transfer\.arms\.finetune\.monitor$"
+    ):
+        apply_overrides(cfg, ["transfer.arms.finetune.monitor=val/acc"])
     with pytest.raises(ConfigError, match=r"evaluate\.scores\.max_sample=.*max_samples"):
         apply_overrides(cfg, ["+evaluate.scores.max_sample=10"])
     # where new keys are the point: an arm's optional setting, a new arm, a callable's argument,
