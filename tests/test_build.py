@@ -43,6 +43,10 @@ def test_images_too_small_for_the_backbone_blame_data_image_size_and_say_what_wo
         check_input(model, (3, 16, 16), "pipeline.models.timm_backbone.timm_backbone")
     assert _modes(model) == before
     check_input(model, (3, 32, 32), "pipeline.models.timm_backbone.timm_backbone")
+    # a fixed-size ViT: timm asserts the size (an AssertionError, a traceback before)
+    vit = timm_backbone(num_classes=10, arch="vit_tiny_patch16_224", in_chans=3, small_input=False)
+    with pytest.raises(ConfigError, match=r"^data\.image_size=16 .*224 does, 16 does not"):
+        check_input(vit, (3, 16, 16), "pipeline.models.timm_backbone.timm_backbone")
 
 
 def test_fit_trains_a_network_the_caller_left_in_eval_mode():
