@@ -56,9 +56,19 @@ def kendall_tau(
         )
     if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
         raise ValueError("scores and realised must be finite")
+    a, b = _settled(a), _settled(b)
     if a.shape[0] < 2 or np.all(a == a[0]) or np.all(b == b[0]):
         return float("nan")
     return float(stats.kendalltau(a, b).statistic)
+
+
+def _settled(v: np.ndarray) -> np.ndarray:
+    """``v`` to 9 significant digits of its largest magnitude: values that differ only by
+    float rounding are ties (H-score is constant at one label per class, and computing it gave
+    9.000000000000002 for one candidate and 9.000000000000004 for another: a tau of -1 from
+    noise)."""
+    scale = float(np.max(np.abs(v))) if len(v) else 0.0
+    return v if scale == 0.0 else np.round(v / scale, 9)
 
 
 @dataclass(frozen=True)

@@ -74,3 +74,12 @@ def test_tau_over_seeds_one_seed_knows_nothing_and_bad_shapes_raise() -> None:
         tau_over_seeds([[1.0, 2.0]], [[0.5, 0.7, 0.1]])
     with pytest.raises(ValueError, match="one shape"):
         tau_over_seeds([1.0, 2.0], [0.5, 0.7])
+
+
+def test_values_equal_up_to_float_rounding_are_ties() -> None:
+    # the rank stage's H-score at one label per class: 9 for every candidate, up to rounding
+    assert math.isnan(kendall_tau([9.000000000000002, 9.000000000000004], [0.7, 0.5]))
+    assert kendall_tau([1.0, 1.0 + 1e-15, 2.0], [0.1, 0.2, 0.3]) == kendall_tau(
+        [1.0, 1.0, 2.0], [0.1, 0.2, 0.3]
+    )
+    assert kendall_tau([1e-9, 2e-9, 3e-9], [0.1, 0.2, 0.3]) == 1.0  # small, yet apart
