@@ -287,11 +287,29 @@ def check_config(cfg: DictConfig, stage: str) -> None:
                 raise ConfigError(key, "<missing>", f"{rule.allowed} (the key is required)")
             if not rule.ok(value):
                 raise ConfigError(key, value, rule.allowed)
+    _check_setting(tree, stage)
     _check_monitors(tree, stage)
     # a skipped tune trains nothing: it need not load Lightning to check the Trainer (start-up)
     skipped = stage == "tune" and not tree.get("tune", {}).get("enabled", True)
     if _reads(stage, "trainer") and not skipped:
         _check_trainer(tree["trainer"])
+
+
+def _check_setting(tree: dict, stage: str) -> None:
+    """``setting.name`` agrees with the option that set the rest: ``-S setting.name=...``
+    alone switched the name without the keys ``setting=transductive`` sets (its validators,
+    ``data.match_classes``, its arms), a config no setting describes."""
+    setting = tree.get("setting") or {}
+    name = setting.get("name")
+    if not _reads(stage, "setting.name") or name not in ("inductive", "transductive"):
+        return
+    if (name == "transductive") != ("validators" in setting):
+        raise ConfigError(
+            "setting.name",
+            name,
+            f"the setting chosen as a group: setting={name} (python -m stages.params "
+            f"setting={name}, or dvc exp run -S setting={name}), which also sets its other keys",
+        )
 
 
 def _check_monitors(tree: dict, stage: str) -> None:

@@ -124,6 +124,20 @@ def test_a_group_that_sets_keys_elsewhere_is_not_half_switched_on_a_stage_comman
         apply_overrides(inductive, [f"{group}=bogus"])
 
 
+def test_setting_name_alone_is_refused_where_dvc_composes_it():
+    # dvc exp run -S setting.name=transductive composes a config with the name switched and none
+    # of the group's other keys (no validators, inductive arms)
+    from stages._schema import check_config
+
+    for overrides, name in (
+        (["setting.name=transductive"], "transductive"),
+        (["setting=transductive", "setting.name=inductive"], "inductive"),
+    ):
+        with pytest.raises(ConfigError, match=rf"setting\.name='{name}' .*setting={name}"):
+            check_config(compose(*overrides), "transfer")
+    check_config(compose("setting=transductive"), "transfer")
+
+
 @pytest.mark.parametrize("option", options("tune/pruner"))
 def test_every_pruner_option_instantiates_an_optuna_pruner(option):
     import optuna
