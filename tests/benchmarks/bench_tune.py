@@ -24,7 +24,9 @@ and in-memory studies, so all timings come from the same machine and run.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -38,7 +40,8 @@ def main(
     pruner_seeds: int = 0,
     trial_batches: bool = False,
 ) -> None:
-    tmp = tempfile.mkdtemp(prefix="graftlab-bench-")
+    tmp = tempfile.mkdtemp(prefix="graftlab-bench-")  # the throwaway MLflow store
+    atexit.register(shutil.rmtree, tmp, ignore_errors=True)  # runs left 60 of them in /tmp
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp}/mlflow.db"
     from functools import partial
 
