@@ -39,15 +39,21 @@ def compose_conf(overrides: Sequence[str] = (), resolve: bool = True) -> dict:
     return OmegaConf.to_container(cfg)
 
 
-def _group_option(group: str, option: object) -> dict | None:
-    """Config group ``group`` (``trainer``, ``data/target``) set to ``option`` as in Hydra, its
-    interpolations unresolved; None when ``group`` is not a config group of ``conf/``."""
+def _group_folder(group: str, option: object) -> Path | None:
+    """The folder of config group ``group`` when ``option`` is one of its options; None when
+    ``group`` is not a config group of ``conf/``."""
     folder = CONF_DIR / group.replace(".", "/")
     if not folder.is_dir() or not isinstance(option, str):
         return None
     options = sorted(p.stem for p in folder.glob("*.yaml"))
     if option not in options:
         raise ConfigError(group.replace("/", "."), option, options)
+    return folder
+
+
+def _group_option(group: str, option: str) -> dict:
+    """Config group ``group`` (``trainer``, ``data/target``) set to ``option`` as in Hydra, its
+    interpolations unresolved."""
     composed = compose_conf([f"{group.replace('.', '/')}={option}"], resolve=False)
     return OmegaConf.select(OmegaConf.create(composed), group.replace("/", "."))
 
@@ -60,13 +66,19 @@ IDENTITY = {
 }
 
 
-def _global_group(group: str) -> bool:
-    """Whether an option of config group ``group`` sets keys outside it (``@package
-    _global_``: ``setting``, ``pretrain``)."""
-    folder = CONF_DIR / group.replace(".", "/")
-    return any(
-        p.read_text().startswith("# @package _global_") for p in sorted(folder.glob("*.yaml"))
-    )
+def _global_choice(group: str, option: object) -> tuple[str, str] | None:
+    """``(group, option)`` when the override chooses an option of a group whose options set
+    keys outside it (``@package _global_``: ``setting``, ``pretrain``), directly or through the
+    key that names it (:data:`IDENTITY`); None for any other override."""
+    key = group.replace("/", ".")
+    if key in IDENTITY:
+        group, option = IDENTITY[key](option)
+    folder = _group_folder(group, option)  # an unknown option: one line naming them
+    if folder is None or not any(
+        p.read_text().startswith("# @package _global_") for p in folder.glob("*.yaml")
+    ):
+        return None
+    return group, str(option)
 
 
 def _check_global_choice(cfg: DictConfig, group: str, option: str) -> None:
@@ -114,17 +126,13 @@ def apply_overrides(cfg: DictConfig, overrides: Sequence[str]) -> DictConfig:
     for o in parsed:
         group = o.key_or_group
         key = group.replace("/", ".")
-        if not o.is_delete() and (node := _group_option(group, o.value())) is not None:
-            if _global_group(group):
-                _check_global_choice(cfg, group, o.value())
-                continue  # already what params.yaml chose
+        if not o.is_delete() and (choice := _global_choice(group, o.value())) is not None:
+            _check_global_choice(cfg, *choice)  # no half switch; what params.yaml has: no change
+            continue
+        if not o.is_delete() and _group_folder(group, o.value()) is not None:
+            node = _group_option(group, o.value())
             OmegaConf.update(cfg, key, node, merge=False, force_add=True)
             OmegaConf.resolve(cfg)  # its ${...} refer to this config's values
-            continue
-        if key in IDENTITY and not o.is_delete():
-            group, option = IDENTITY[key](o.value())
-            _group_option(group, option)  # an option of the group, else one line naming them
-            _check_global_choice(cfg, group, option)  # the group's marker alone: no half switch
             continue
         exists = _has(cfg, key)
         if o.is_delete():
@@ -156,23 +164,21 @@ def _check_new_key(cfg: DictConfig, key: str, value: object, added: bool) -> Non
         return
     levels = key.split(".")
     at = next((i for i in range(1, len(levels)) if not _has(cfg, ".".join(levels[:i]))), None)
-    found = None
-    if at is not None:
-        above, name = ".".join(levels[: at - 1]), levels[at - 1]
-        found = OmegaConf.select(cfg, above) if above else cfg
-    if parent and at is None and not isinstance(node, DictConfig):  # a value, not a section
+    if at is None and parent and not isinstance(node, DictConfig):  # a value, not a section
         held = "a list" if isinstance(node, ListConfig) else f"the value {node!r}"
         raise ConfigError(key, value, f"an existing config key ({parent} holds {held}, no keys)")
-    if not added and isinstance(found, DictConfig):
+    if at is not None and not added:
         # a missing level above the leaf (an arm that does not exist): name that level, not
         # the leaf, which the suggestion would have offered back unchanged
-        names = sorted(found)
-        close = difflib.get_close_matches(name, names, n=1)
-        hint = f"; did you mean {above + '.' if above else ''}{close[0]}?" if close else ""
-        where = above or "the config"
-        raise ConfigError(
-            key, value, f"an existing config key ({where} has no {name}: {', '.join(names)}{hint})"
-        )
+        above, name = ".".join(levels[: at - 1]), levels[at - 1]
+        found = OmegaConf.select(cfg, above) if above else cfg
+        if isinstance(found, DictConfig):
+            names = sorted(found)
+            close = difflib.get_close_matches(name, names, n=1)
+            hint = f"; did you mean {above + '.' if above else ''}{close[0]}?" if close else ""
+            where, listed = above or "the config", ", ".join(names)
+            allowed = f"an existing config key ({where} has no {name}: {listed}{hint})"
+            raise ConfigError(key, value, allowed)
     names = set(node) if isinstance(node, DictConfig) else set()
     names |= known or set()
     close = difflib.get_close_matches(leaf, sorted(names), n=1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pipeline.metrics.candidates import DIRECTION, Candidate, predicted_order, realised_order
 from pipeline.metrics.ranking import Agreement
+from pipeline.report.markdown import _num
 
 
 def ranking_markdown(
@@ -37,7 +38,3 @@ def ranking_markdown(
         )
         out.append(f"| {s} | {' > '.join(predicted_order(candidates, s))} | {t} | {iv} |")
     return "\n".join(out) + "\n"
-
-
-def _num(x: float) -> str:
-    return "n/a" if x != x else f"{x:.3f}"
