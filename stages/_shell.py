@@ -156,17 +156,26 @@ def _check_new_key(cfg: DictConfig, key: str, value: object, added: bool) -> Non
     from stages._schema import known_keys
 
     parent, _, leaf = key.rpartition(".")
+    levels = key.split(".")
+    for i in range(1, len(levels)):  # a key reaches into a list only through an existing item
+        above = ".".join(levels[:i])
+        found = OmegaConf.select(cfg, above, default=None)
+        if not isinstance(found, ListConfig):
+            continue
+        if i + 1 < len(levels) and levels[i].isdigit() and int(levels[i]) < len(found):
+            continue
+        items = f"{len(found)} item{'s' * (len(found) != 1)}"
+        allowed = f"the whole list set at once, {above}=[...] ({above} holds a list of {items})"
+        raise ConfigError(key, value, allowed)
     node = OmegaConf.select(cfg, parent, default=None) if parent else cfg
+    at = next((i for i in range(1, len(levels)) if not _has(cfg, ".".join(levels[:i]))), None)
+    if at is None and parent and not isinstance(node, DictConfig):  # a value, not a section
+        raise ConfigError(key, value, f"a key of a section ({parent} holds the value {node!r})")
     # under a _target_ the keys are the callable's own arguments: it checks them when built
     callable_args = isinstance(node, DictConfig) and "_target_" in node
     known = None if callable_args else known_keys(parent)
     if added and (known is None or leaf in known):
         return
-    levels = key.split(".")
-    at = next((i for i in range(1, len(levels)) if not _has(cfg, ".".join(levels[:i]))), None)
-    if at is None and parent and not isinstance(node, DictConfig):  # a value, not a section
-        held = "a list" if isinstance(node, ListConfig) else f"the value {node!r}"
-        raise ConfigError(key, value, f"an existing config key ({parent} holds {held}, no keys)")
     if at is not None and not added:
         # a missing level above the leaf (an arm that does not exist): name that level, not
         # the leaf, which the suggestion would have offered back unchanged

@@ -214,11 +214,27 @@ def test_plus_adds_keys_only_where_the_config_takes_new_ones():
     assert apply_overrides(cfg, ["+transfer.arms.bogus.init_groups=1"]).transfer.arms.bogus == {
         "init_groups": 1
     }
-    # every level exists, the parent holds a value: StopIteration traceback in the first fix
-    with pytest.raises(ConfigError, match=r"transfer\.seeds holds the value 5, no keys\)$"):
-        apply_overrides(cfg, ["transfer.seeds.x=1"])
-    with pytest.raises(ConfigError, match=r"transfer\.run holds a list, no keys\)$"):
-        apply_overrides(cfg, ["transfer.run.0=x"])
+    # every level exists, the parent holds a value: StopIteration traceback in the first fix;
+    # with + the value was replaced by a section and the error blamed {'x': 1} as seeds
+    for override in ("transfer.seeds.x=1", "+transfer.seeds.x=1"):
+        with pytest.raises(
+            ConfigError,
+            match=r"=1 is not allowed; .*section \(transfer\.seeds holds the value 5\)$",
+        ):
+            apply_overrides(cfg, [override])
+    # a list is set whole; a key reaches into it only through an item it has (+ past its end
+    # was an omegaconf traceback, and without + the line suggested +)
+    whole = r"the whole list set at once, {0}=\[\.\.\.\] \({0} holds a list of {1}\)$"
+    for override in ("transfer.run.0=x", "+transfer.run.9=x", "transfer.run.x=1"):
+        with pytest.raises(ConfigError, match=whole.format(r"transfer\.run", "5 items")):
+            apply_overrides(cfg, [override])
+    for override in ("source.candidates.0.name=x", "+source.candidates.0.name=x"):
+        with pytest.raises(ConfigError, match=whole.format(r"source\.candidates", "0 items")):
+            apply_overrides(cfg, [override])
+    one = apply_overrides(cfg, ["source.candidates=[{name: a, folder: f}]"])
+    assert apply_overrides(one, ["source.candidates.0.name=b"]).source.candidates[0].name == "b"
+    with pytest.raises(ConfigError, match=whole.format(r"source\.candidates", "1 item")):
+        apply_overrides(one, ["+source.candidates.1.name=b"])
     # an optional key an arm may set: how to add it, not "did you mean" the same key
     with pytest.raises(
         ConfigError, match=r"add this optional one with \+transfer\.arms\.finetune\.monitor$"
