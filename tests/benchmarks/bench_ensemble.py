@@ -1,6 +1,6 @@
 """Benchmark: what one more paired seed costs. Not collected by pytest:
 
-    python tests/benchmarks/bench_ensemble.py [S]
+    python tests/benchmarks/bench_ensemble.py [S] [--compile]
 
 1. How to vectorise S members (S=10 by default): one wide network with grouped convolutions
    (what :mod:`pipeline.transfer.widen` does), ``torch.func.vmap`` + ``functional_call`` over
@@ -12,6 +12,9 @@
    linear-probe (k=4) arm, and with the members run one after another in the same loop.
 3. The floors under the k=0 and k=2 ratios: the arithmetic of the S members' validation passes,
    then also of their training steps, with no training loop around them.
+
+With ``--compile``, only part 1, then what ``torch.compile`` does to its training steps (one
+model and the wide network): the seconds it takes to compile and the compiled / eager step time.
 
 Round-robin runs (best of 25) for the passes, interleaved fits (best of five) for the fits, in
 one process; on a shared machine the numbers are rough.
@@ -75,7 +78,7 @@ def _wide(s: int) -> tuple[list, object]:
     return members, wide
 
 
-def vectorisation(s: int) -> None:
+def vectorisation(s: int, compiled: bool = False) -> None:
     members, wide = _wide(s)
     base = copy.deepcopy(members[0]).to("meta")
     names = [n for n, _ in members[0].named_parameters()]
@@ -161,6 +164,46 @@ def vectorisation(s: int) -> None:
     for name, times in (("training step, batch 8 each", train), ("validation, 200 images", val)):
         cells = "  ".join(f"{k} {t / times['one']:5.2f}x" for k, t in times.items() if k != "one")
         print(f"  {name:<30} one model {times['one'] * 1e3:6.2f} ms   {cells}")
+    if compiled:
+        compile_steps(members, wide, step_one, step_wide)
+
+
+def compile_steps(members: list, wide: object, step_one, step_wide) -> None:
+    """What ``torch.compile`` (TorchInductor's C++ kernels on CPU) would buy the training step:
+    seconds to compile (the first forward and backward) and compiled / eager time per step, for
+    one model and for the wide network. fit does not compile; this is the measurement behind
+    that (README, "Benchmarks")."""
+    for m in (*members, wide):
+        m.train()
+    modules = {"one": (members[0], step_one), "grouped": (wide, step_wide)}
+    eager = {name: module.forward for name, (module, _) in modules.items()}
+    fast, seconds = {}, {}
+    for name, (module, step) in modules.items():
+        fast[name] = module.forward = torch.compile(eager[name])
+        t0 = time.perf_counter()
+        step()
+        seconds[name] = time.perf_counter() - t0
+
+    def timed(name: str, forward) -> object:
+        module, step = modules[name]
+
+        def run() -> None:
+            module.forward = forward
+            step()
+
+        return run
+
+    times = interleaved(
+        {(name, c): timed(name, (fast if c else eager)[name]) for name in modules for c in (0, 1)}
+    )
+    for name, (module, _) in modules.items():
+        module.forward = eager[name]
+    print("torch.compile of the training step (compiled / eager time; lower is better):")
+    for name in modules:
+        print(
+            f"  {name:<8} compiling took {seconds[name]:5.1f} s, then "
+            f"{times[name, 1] / times[name, 0]:4.2f}x eager's {times[name, 0] * 1e3:6.2f} ms a step"
+        )
 
 
 def paired_seeds(s: int) -> None:
@@ -269,12 +312,14 @@ def training_floor(s: int, x: torch.Tensor, epochs: int, k: int = 0, batch: int 
     return interleaved({"epoch": one_epoch})["epoch"] * epochs
 
 
-def main(s: int = 10) -> None:
+def main(s: int = 10, compiled: bool = False) -> None:
     quiet_libraries()
     keep_freed_memory()  # what every stage and fit sets, so every pass here runs with it
-    vectorisation(s)
-    paired_seeds(s)
+    vectorisation(s, compiled)
+    if not compiled:
+        paired_seeds(s)
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 10)
+    args = [a for a in sys.argv[1:] if a != "--compile"]
+    main(int(args[0]) if args else 10, compiled="--compile" in sys.argv)
