@@ -15,6 +15,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from pipeline.errors import GraftlabError
+from pipeline.jsonfile import write_json as write_json  # the stages' JSON writer
 
 # Files other stages read, relative to their stage's folder.
 SOURCE_MODEL, BEST, INDEX, HISTORY = "model", "best.yaml", "models/index.json", "history.csv"
@@ -62,11 +63,6 @@ class Layout:
     @property
     def history(self) -> Path:
         return self.transfer / HISTORY
-
-
-def write_json(path: Path, obj: object) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
 def read_ids(path: Path) -> dict:

@@ -3,9 +3,9 @@ and the tables behind `dvc plots` out."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from pipeline.jsonfile import write_json
 from pipeline.report.summary import Evaluation
 from pipeline.transfer.curves import band
 
@@ -29,7 +29,7 @@ def write_report(ev: Evaluation, folder: Path) -> None:
     plots.plot_confusion(ev.confusion, ev.classes, folder / "confusion.png")
     (folder / "report.md").write_text(render_report(ev))
     write_html(folder)
-    (folder / "summary.json").write_text(json.dumps(ev.to_dict(), indent=2, sort_keys=True) + "\n")
+    write_json(folder / "summary.json", ev.to_dict())
 
 
 def _with_band(row: dict, name: str, values: tuple, confidence: float) -> dict:

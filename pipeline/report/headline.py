@@ -8,9 +8,10 @@ file is the only metrics file the pipeline declares, keys in reading order.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+from pipeline.jsonfile import write_json
 
 # The answer first: how much transfer helped, how sure, and was it negative.
 HEADLINE = (
@@ -40,6 +41,6 @@ def write_metrics(folder: Path, flat: Mapping[str, object], keys: Sequence[str] 
     ``details.json`` (the rest, sorted) into ``folder``; return the headline."""
     headline, details = split_metrics(flat, keys)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "metrics.json").write_text(json.dumps(headline, indent=2) + "\n")
-    (folder / "details.json").write_text(json.dumps(details, indent=2, sort_keys=True) + "\n")
+    write_json(folder / "metrics.json", headline, sort_keys=False)
+    write_json(folder / "details.json", details)
     return headline

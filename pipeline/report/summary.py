@@ -8,9 +8,9 @@ excludes zero (:class:`pipeline.metrics.efficiency.PerSeed`).
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
 
+from pipeline.jsonfile import json_safe
 from pipeline.metrics.comparison import (
     ArmStats,
     ScoredModel,
@@ -209,22 +209,10 @@ class Evaluation:
                 iv = per_seed.interval(self.confidence)
                 m[key] = iv.mean if iv else None
                 m[f"{key}_seeds_reached"] = per_seed.reached
-        return {k: _finite_or_none(v) for k, v in m.items()}
+        return json_safe(m)
 
     def to_dict(self) -> dict:
         """A JSON-able dict of the whole evaluation (for summary.json)."""
         out = dataclasses.asdict(self)
         out["verdict"], out["seeds"] = self.verdict, list(self.seeds)
-        return _json_safe(out)
-
-
-def _finite_or_none(v: object) -> object:
-    return None if isinstance(v, float) and not math.isfinite(v) else v
-
-
-def _json_safe(obj: object) -> object:
-    if isinstance(obj, dict):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_json_safe(v) for v in obj]
-    return _finite_or_none(obj)
+        return json_safe(out)

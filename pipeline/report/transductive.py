@@ -10,12 +10,12 @@ domain distances (proxy A-distance, MMD^2) of the features before and after adap
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from pipeline.jsonfile import write_json
 from pipeline.metrics.intervals import ACCURACY, Interval
 from pipeline.metrics.ntg import NTGResult, negative_transfer_gap
 from pipeline.selection.picks import Candidate, ValidatorResult, gap_closed, rank_validators
@@ -350,4 +350,4 @@ def write(ev: TransductiveEvaluation, folder: Path) -> None:
     plot(ev, folder)
     (folder / "report.md").write_text(render(ev))
     write_html(folder)
-    (folder / "summary.json").write_text(json.dumps(ev.to_dict(), indent=2, sort_keys=True) + "\n")
+    write_json(folder / "summary.json", ev.to_dict())

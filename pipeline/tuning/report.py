@@ -8,6 +8,7 @@ from pathlib import Path
 
 import optuna
 
+from pipeline.jsonfile import write_json
 from pipeline.tuning.space import Param
 from pipeline.tuning.study import counts
 
@@ -40,15 +41,13 @@ def study_metrics(study: optuna.Study, best: dict) -> dict:
 def write_study(study: optuna.Study, params: list[Param], best: dict, folder: Path) -> dict:
     """``best.yaml``, ``trials.csv``, ``plots/`` and ``metrics.json`` into ``folder``; return the
     metrics."""
-    import json
-
     import yaml
 
     (folder / "best.yaml").write_text(yaml.safe_dump(best, sort_keys=False))
     write_trials(study, folder / "trials.csv")
     plot_study(study, params, folder / "plots")
     metrics = study_metrics(study, best)
-    (folder / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    write_json(folder / "metrics.json", metrics)
     return metrics
 
 
@@ -70,7 +69,6 @@ def write_disabled(folder: Path) -> dict:
     """What tuning switched off leaves: a ``best.yaml`` without overrides, a ``trials.csv``
     with a header and no trials, a ``plots`` folder with a note and no plots (not empty: DVC
     warns about an empty output); return the metrics."""
-    import json
 
     import yaml
 
@@ -79,7 +77,7 @@ def write_disabled(folder: Path) -> dict:
     (folder / "plots").mkdir()
     (folder / "plots" / "README.md").write_text("Tuning was off (tune.enabled=false): no plots.\n")
     metrics = {"enabled": False}
-    (folder / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    write_json(folder / "metrics.json", metrics)
     return metrics
 
 
