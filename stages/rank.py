@@ -49,7 +49,7 @@ def load_candidate(
 ) -> tuple[SourceModel, GroupedNet, ModelFactory, dict]:
     """A candidate as a source model and network (weights with its own head), a factory for
     fresh target networks of its architecture, and the input it expects (empty: as prepared)."""
-    from pipeline.models.timm_backbone import pretrained_input
+    from pipeline.models.timm_backbone import locate_weights, pretrained_input
 
     if spec.get("folder"):  # a Graftlab source model (a pretrain stage's model/ folder)
         source = SourceModel.load(Path(spec.folder))
@@ -57,6 +57,9 @@ def load_candidate(
         net = None
     elif spec.get("model"):
         node, where = OmegaConf.to_container(spec.model, resolve=True), f"{key}.model"
+        if node.get("weights"):  # named by this key before the backbone names its own
+            pin = node.get("weights_sha256")
+            locate_weights(node["weights"], pin, f"{where}.weights", digest=pin is not None)
         net = build.instantiate({}, where, node, num_classes=None)
         path = Path(node.get("weights") or where)
         source = SourceModel(path, net.state_dict(), {"num_classes": net.num_classes}, {})

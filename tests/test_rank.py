@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import timm
 import torch
+from omegaconf import OmegaConf
 from safetensors.torch import save_file
 
-from pipeline.errors import ConfigError
+from pipeline.errors import CheckpointError, ConfigError
 from pipeline.metrics import candidates as candidates_module
 from pipeline.metrics.candidates import Candidate, predicted_order, rank_agreement
 from pipeline.models.small_cnn import small_cnn
@@ -117,3 +118,18 @@ def test_no_candidates_write_an_empty_ranking_and_a_bad_one_is_named(workspace):
         rank.run(compose("source.candidates=[{folder: outputs/pretrain/model}]"))
     with pytest.raises(ConfigError, match=r"source\.candidates\.0=.*model: \{_target_"):
         rank.run(compose("source.candidates=[{name: x}]"))
+
+
+def test_a_candidates_missing_or_wrong_weights_name_its_own_key(tmp_path):
+    # said "(model.weights)", the key of the configured model, which was null
+    spec = {"_target_": rank.TIMM, "arch": "convnext_atto", "in_chans": 3, "small_input": False}
+    missing = OmegaConf.create({"name": "c", "model": {**spec, "weights": str(tmp_path / "no")}})
+    with pytest.raises(
+        CheckpointError, match=r"not found \(source\.candidates\.1\.model\.weights\)"
+    ):
+        rank.load_candidate(missing, "source.candidates.1")
+    torch.manual_seed(0)
+    save_file(timm.create_model("convnext_atto").state_dict(), str(tmp_path / "w.safetensors"))
+    pinned = {**spec, "weights": str(tmp_path / "w.safetensors"), "weights_sha256": "0" * 64}
+    with pytest.raises(CheckpointError, match=r"source\.candidates\.1\.model\.weights_sha256 pins"):
+        rank.load_candidate(OmegaConf.create({"name": "c", "model": pinned}), "source.candidates.1")
