@@ -149,7 +149,7 @@ def test_stratified_split_boundaries_name_the_setting_and_the_range():
     )
 
 
-@pytest.mark.parametrize("counts", [[5, 2], [5], [3, 0, 4]])
+@pytest.mark.parametrize("counts", [[5, 2], [3, 0, 4]])
 def test_stratified_split_needs_three_rows_of_every_class(counts):
     with pytest.raises(GraftlabError) as err:
         stratified_split(
@@ -159,8 +159,19 @@ def test_stratified_split_needs_three_rows_of_every_class(counts):
         "toy.npz: every class needs at least 3 rows (a test, a val and a training row); class "
         f"counts are {counts}"
     )
-    with pytest.raises(GraftlabError, match="^the target labels: every class"):
-        stratified_split(_imbalanced(counts), test_fraction=0.3, val_per_class=1, seed=0)
+    # without a file, the labels are named by their config key (was "the target labels" for
+    # the source too)
+    with pytest.raises(GraftlabError, match=r"^the labels of data\.source: every class"):
+        stratified_split(
+            _imbalanced(counts), test_fraction=0.3, val_per_class=1, seed=0, key="data.source"
+        )
+
+
+def test_a_single_class_is_refused_as_one_class_not_as_too_few_rows():
+    # was "every class needs at least 3 rows ...; class counts are [60]": 60 is not too few
+    with pytest.raises(GraftlabError) as err:
+        stratified_split(_imbalanced([60]), test_fraction=0.3, val_per_class=1, seed=0, source="f")
+    assert str(err.value) == "f: holds 1 class (60 rows); at least 2 classes are needed to classify"
 
 
 def test_two_classes_of_three_rows_are_enough():

@@ -239,6 +239,19 @@ def test_bad_image_folders_fail_naming_the_file_before_anything_is_written(
     assert not list(decode_entries("outputs/decoded"))
 
 
+@pytest.mark.parametrize("domain", ["source", "target"])
+def test_a_single_class_folder_is_named_as_the_folder_it_is(domain, workdir):
+    formats.png_folder(workdir / "one", n_per_class=6, classes=1)
+    group = (f"data/{domain}=imagefolder", f"data.{domain}.root={workdir / 'one'}")
+    cfg = compose(*group, tiny=domain == "target")  # the tiny sizes are the digits source's
+    with pytest.raises(DataError) as err:
+        prepare.run(cfg)
+    assert str(err.value) == (
+        f"{workdir / 'one'}: holds 1 class (6 rows); at least 2 classes are needed to classify"
+    )
+    assert not Path("outputs/prepare").exists()
+
+
 def test_missing_root_and_too_little_memory_fail_before_decoding(workdir, monkeypatch):
     with pytest.raises(DataError, match=r"nowhere: not a folder \(data\.target\.root\)"):
         _folder(workdir / "nowhere")

@@ -23,7 +23,7 @@ def stratified_split(
     val_per_class: int,
     seed: int,
     key: str = "data.target",
-    source: object = "the target labels",
+    source: object | None = None,
 ) -> dict[str, np.ndarray]:
     """Split row indices into disjoint, stratified train/val/test index arrays.
 
@@ -36,22 +36,27 @@ def stratified_split(
         val_per_class: Validation rows per class.
         seed: Random seed.
         key: Config section of the two settings, for messages.
-        source: The data (a file, a dataset name), for messages.
+        source: The data (a file, a folder), for messages; default: the labels of ``key``.
 
     Returns:
         ``{"train": idx, "val": idx, "test": idx}``, each sorted.
 
     Raises:
         ConfigError: ``test_fraction`` or ``val_per_class`` is out of range for these labels.
-        DataError: The labels are too few to split (a class with < 2 rows for a test row and
-            a training row, or < 3 rows for a val row too).
+        DataError: The labels are too few to split: one class only, or a class with fewer than
+            3 rows (a test, a val and a training row).
     """
     if isinstance(test_fraction, bool) or not 0 < test_fraction < 1:
         raise ConfigError(f"{key}.test_fraction", test_fraction, "a number in (0, 1)")
     if not _is_int(val_per_class) or val_per_class < 1:
         raise ConfigError(f"{key}.val_per_class", val_per_class, "an integer >= 1")
     counts = np.bincount(y)
-    if len(counts) < 2 or counts.min() < 3:
+    source = f"the labels of {key}" if source is None else source
+    if len(counts) < 2:
+        raise DataError(
+            source, f"holds 1 class ({len(y)} rows); at least 2 classes are needed to classify"
+        )
+    if counts.min() < 3:
         raise DataError(
             source,
             f"every class needs at least 3 rows (a test, a val and a training row); class "

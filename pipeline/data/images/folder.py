@@ -143,7 +143,7 @@ def make_imagefolder_domain(
         parts = {"train": read_folder(path, **read)}
     else:
         parts = _split_folders(path, read, key)
-    split_data = split_decoded(parts, seed, test_fraction, val_per_class, key)
+    split_data = split_decoded(parts, seed, test_fraction, val_per_class, key, path)
     recipe = {
         "loader": "torchvision.datasets.ImageFolder",
         "root": str(path),

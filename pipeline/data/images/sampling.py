@@ -23,12 +23,19 @@ def carve(
     test_fraction: float | None,
     val_per_class: int | None,
     key: str = "data.target",
+    source: object | None = None,
 ) -> dict[str, np.ndarray]:
     """Row indices of train plus the splits asked for (``test``: a stratified share; ``val``:
-    ``val_per_class`` rows of every class), disjoint and sorted."""
+    ``val_per_class`` rows of every class), disjoint and sorted; ``source`` (the folder or file)
+    names the data in messages."""
     if test_fraction is not None and val_per_class is not None:
         return stratified_split(
-            y, test_fraction=test_fraction, val_per_class=val_per_class, seed=seed, key=key
+            y,
+            test_fraction=test_fraction,
+            val_per_class=val_per_class,
+            seed=seed,
+            key=key,
+            source=source,
         )
     rows = np.arange(len(y))
     if test_fraction is not None:
@@ -65,7 +72,12 @@ def subsample(y: np.ndarray, max_rows: int | None, seed: int, key: str) -> np.nd
 
 
 def split_decoded(
-    parts: dict[str, Decoded], seed: int, test_fraction: float, val_per_class: int, key: str
+    parts: dict[str, Decoded],
+    seed: int,
+    test_fraction: float,
+    val_per_class: int,
+    key: str,
+    source: object | None = None,
 ) -> dict[str, Split]:
     """train/val/test splits of images in [0, 1]: the ones given in ``parts`` as they are, the
     missing ones carved from ``parts["train"]`` (test first, then val from what is left)."""
@@ -76,6 +88,7 @@ def split_decoded(
         test_fraction=None if "test" in parts else test_fraction,
         val_per_class=None if "val" in parts else val_per_class,
         key=key,
+        source=source,
     )
     out = {k: Split(train.x[i].astype(np.float32) / 255, train.y[i]) for k, i in index.items()}
     for split in ("val", "test"):

@@ -166,7 +166,7 @@ def make_torchvision_domain(
         raise ConfigError(
             f"{key}.classes", classes, f"{labels} class names (labels 0..{labels - 1})"
         )
-    split_data = split_decoded(parts, seed, test_fraction, val_per_class, key)
+    split_data = split_decoded(parts, seed, test_fraction, val_per_class, key, path)
     recipe = {
         "loader": f"{cls.__module__}.{cls.__qualname__}",
         "root": str(path),
