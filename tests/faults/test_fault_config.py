@@ -155,3 +155,20 @@ def test_item7_tune_checks_the_label_budget_before_any_trial(workspace, capsys, 
     assert statuses("tune", t0) == []
     assert not Path("optuna-journal.log").exists(), "no study was created"
     assert not Path("outputs/tune").exists()
+
+
+def test_item7_evaluate_checks_the_label_budget_before_its_run_starts(workspace, capsys):
+    # evaluate refused it too, but from inside its MLflow run, which was left FAILED
+    tune.run(compose("tune.enabled=false"))
+    transfer.run(compose("tune.enabled=false", *SMALL_TRANSFER))
+    t0 = now_ms()
+    out = run_in_process(
+        "evaluate",
+        "tune.enabled=false",
+        *SMALL_TRANSFER,
+        "data.labels_per_class=500",
+        capsys=capsys,
+    )
+    out.named("data.labels_per_class=500 is not allowed; expected an integer in [1, ")
+    assert statuses("evaluate", t0) == []
+    assert not Path("outputs/evaluate").exists()
