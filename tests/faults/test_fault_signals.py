@@ -189,3 +189,36 @@ def test_ctrl_c_held_down_through_the_exit_gives_one_line_or_none(workspace):
     assert proc.returncode in (0, 130), (proc.returncode, err)
     lines = err.splitlines()
     assert lines == [] if proc.returncode == 0 else len(lines) == 1 and "interrupted" in lines[0]
+
+
+def _catches(pid: int, sig: signal.Signals) -> bool:
+    """Whether process ``pid`` has a handler of its own for ``sig`` (Linux /proc)."""
+    fields = dict(
+        line.split(":\t", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+    )
+    return bool(int(fields["SigCgt"], 16) >> (sig - 1) & 1)
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc")
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupt_while_a_stage_starts_is_one_line(workspace, sig):
+    # while its modules load (seconds: torch, Lightning, MLflow), before run_stage's handlers:
+    # a SIGINT was a KeyboardInterrupt traceback of 20-90 lines from importlib
+    proc = subprocess.Popen(
+        stage_command("transfer", *NO_TUNE),
+        cwd=workspace,
+        env=stage_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    # SIGTERM, which Python leaves to the default action, is caught from the moment the stages
+    # package installs its handlers for both (SIGINT is caught from Python's own start-up)
+    wait_until(lambda: _catches(proc.pid, signal.SIGTERM), proc, limit=60)
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + sig, err
+    assert err.splitlines() == [
+        f"stage transfer interrupted ({sig.name}) while starting, before any work"
+    ]
+    assert out == "" and not Path("outputs/transfer").exists()
