@@ -257,11 +257,19 @@ def use_tracking(cfg: DictConfig) -> tuple[str, str]:
     return uri, experiment_id
 
 
+def _not_sigterm_notice(record: logging.LogRecord) -> bool:
+    return "Received SIGTERM" not in record.getMessage()
+
+
 def quiet_libraries() -> None:
     """Keep the console readable: Lightning's per-Trainer banners and known-harmless warnings."""
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
         logging.getLogger(name).setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # Lightning logs "[rank: 0] Received SIGTERM: 15" before the stage's own interrupt line
+    notifier = logging.getLogger("lightning.pytorch.trainer.connectors.signal_connector")
+    if _not_sigterm_notice not in notifier.filters:
+        notifier.addFilter(_not_sigterm_notice)
     for pattern in (
         r".*isinstance\(treespec, LeafSpec\).*",
         r".*module\(s\) in eval mode.*",

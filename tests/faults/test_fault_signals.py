@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import random
 import signal
@@ -101,6 +102,10 @@ def test_item10_sigterm_in_a_trial_kills_its_run_and_does_not_count_it(workspace
         (r.info.run_name, r.info.status, r.data.tags.get("optuna.state")) for r in runs("tune", t0)
     ]
     assert {s for _, s, _ in found} == {"KILLED"}, f"the study's run and the trial's: {found}"
+    # one line: Lightning's own "[rank: 0] Received SIGTERM: 15" came before it
+    assert err.splitlines() == [
+        f"stage tune interrupted (SIGTERM): {len(found)} MLflow run(s) KILLED"
+    ]
     study = _study()
     interrupted = [t for t in study.trials if t.user_attrs.get(INTERRUPTED_ATTR)]
     assert len(interrupted) == 1 and interrupted[0].state.name == "FAIL"
@@ -222,3 +227,34 @@ def test_an_interrupt_while_a_stage_starts_is_one_line(workspace, sig):
         f"stage transfer interrupted ({sig.name}) while starting, before any work"
     ]
     assert out == "" and not Path("outputs/transfer").exists()
+
+
+def test_lightnings_sigterm_notice_is_not_a_second_line(caplog):
+    # a SIGTERM during a fit printed Lightning's "[rank: 0] Received SIGTERM: 15" above the
+    # stage's own line (seen in evaluate)
+    import lightning.pytorch as L
+    from lightning.pytorch.demos.boring_classes import BoringModel
+
+    from pipeline.errors import Interrupted
+    from stages._lifecycle import interrupts
+    from stages._shell import quiet_libraries
+
+    class Terminate(L.Callback):
+        def on_train_epoch_end(self, *_: object) -> None:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    quiet_libraries()
+    caplog.set_level(logging.INFO)
+    trainer = L.Trainer(
+        max_epochs=3,
+        limit_train_batches=2,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[Terminate()],
+    )
+    with pytest.raises(Interrupted, match="SIGTERM"), interrupts():
+        trainer.fit(BoringModel())
+    assert [r.getMessage() for r in caplog.records if "SIGTERM" in r.getMessage()] == []
