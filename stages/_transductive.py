@@ -29,7 +29,7 @@ from pipeline.selection.picks import candidates
 from pipeline.tracking import evaluation as track
 from pipeline.tracking.arm_runs import ArmRunner
 from pipeline.tracking.lineage import stage_tags
-from pipeline.tracking.runs import log_scored
+from pipeline.tracking.runs import log_scored, require_run
 from pipeline.transfer.source import SourceModel
 from pipeline.transfer.train import TargetTask, tensors
 from stages import _build as build
@@ -75,6 +75,7 @@ def evaluate(cfg: DictConfig) -> dict:
     baseline, oracle = index["baseline"], str(cfg.setting.oracle)
     x, y = tensors(target.splits["test"])
     uri, experiment_id = use_tracking(cfg)
+    require_run(index["run_id"], "transfer", uri, paths.index)
     tags = {**stage_tags(STAGE, "."), "graftlab.transfer_run_id": index["run_id"]}
     with (
         mlflow.start_run(run_name=STAGE, experiment_id=experiment_id, tags=tags) as run_,

@@ -28,7 +28,7 @@ from pipeline.report.markdown import verdict_paragraph
 from pipeline.report.summary import Evaluation, recommend
 from pipeline.tracking import evaluation as track
 from pipeline.tracking.lineage import stage_tags
-from pipeline.tracking.runs import log_curves, log_scored
+from pipeline.tracking.runs import log_curves, log_scored, require_run
 from pipeline.transfer.source import SourceModel
 from pipeline.transfer.train import TrainedAccuracy, tensors
 from stages import _build as build
@@ -60,6 +60,7 @@ def run(cfg: DictConfig) -> dict:
     seed = build.transfer_seeds(cfg)[0]  # the label budget, checked before any run starts
     task.labelled_index(seed), task.validation_index(seed)
     uri, experiment_id = use_tracking(cfg)
+    require_run(index["run_id"], "transfer", uri, paths.index)
     tags = {
         **stage_tags(STAGE, "."),
         "graftlab.transfer_run_id": index["run_id"],

@@ -5,10 +5,35 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline.data.domain import Split
+from pipeline.errors import StorageError
 from pipeline.tracking.datasets import SplitDataset, log_split
 from pipeline.tracking.lineage import flatten
 from pipeline.tracking.links import describe
 from pipeline.transfer.arms import Arm
+
+
+def require_run(run_id: str, stage: str, uri: str, named_in: Path) -> None:
+    """Check that the store at ``uri`` holds the run ``run_id`` that ``stage`` recorded in
+    ``named_in``, before a later stage logs against it (its models' metrics, its links).
+
+    Raises:
+        StorageError: It does not: ``stage`` ran against another store (``MLFLOW_TRACKING_URI``
+            changed in between), where MLflow itself failed with a foreign-key traceback.
+    """
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    try:
+        MlflowClient().get_run(run_id)
+    except MlflowException as err:
+        if err.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
+        problem = (
+            f"holds no run {run_id}, the {stage} run {named_in} names: {stage} ran against "
+            f"another store; set MLFLOW_TRACKING_URI to that store, or run {stage} again here "
+            f"(dvc repro -f -s {stage})"
+        )
+        raise StorageError(uri, problem) from None
 
 
 def log_arm_run(

@@ -252,3 +252,28 @@ def test_a_file_that_is_not_a_database_is_left_for_mlflow_to_report(tmp_path):
     db.write_bytes(b"this is not SQLite" * 100)
     assert write_ahead_log(db) is False
     assert db.read_bytes() == b"this is not SQLite" * 100
+
+
+def test_evaluate_against_a_store_without_the_transfer_run_is_one_line(
+    workspace, capsys, monkeypatch, session_store
+):
+    # MLFLOW_TRACKING_URI changed between transfer and evaluate: MLflow's foreign-key
+    # traceback (exit 1) from logging the scored models' metrics, after a FAILED run
+    tune.run(compose("tune.enabled=false"))
+    assert run_in_process("transfer", *NO_TUNE, capsys=capsys).code == 0
+    run_id = json.loads(Path("outputs/transfer/models/index.json").read_text())["run_id"]
+    db = workspace / "other" / "mlflow.db"
+    db.parent.mkdir()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{db}")
+    out = run_in_process("evaluate", *NO_TUNE, capsys=capsys)
+    out.named(
+        f"sqlite:///{db}: holds no run {run_id}, the transfer run "
+        "outputs/transfer/models/index.json names"
+    )
+    assert (
+        MlflowClient(f"sqlite:///{db}").search_runs(
+            [e.experiment_id for e in MlflowClient(f"sqlite:///{db}").search_experiments()]
+        )
+        == []
+    )
+    assert not Path("outputs/evaluate").exists() and temp_folders(Path()) == []
