@@ -46,6 +46,10 @@ class Rule:
         """The same rule for a key that must be present."""
         return Rule(self.ok, self.allowed, True)
 
+    def meaning(self, note: str) -> Rule:
+        """The same rule, its description followed by what the value means."""
+        return Rule(self.ok, f"{self.allowed} ({note})", self.required)
+
 
 def integer(low: int, high: int | None = None) -> Rule:
     text = f"an integer >= {low}" if high is None else f"an integer in [{low}, {high}]"
@@ -64,6 +68,18 @@ def number(low: float, high: float | None = None, *, open_low: bool, open_high: 
         return Rule(ok, f"a finite number {'>' if open_low else '>='} {low}")
     left, right = "(" if open_low else "[", ")" if open_high else "]"
     return Rule(ok, f"a number in {left}{low}, {high}{right}")
+
+
+def interval(low: float, *, open_low: bool) -> Rule:
+    """A ``[low, high]`` range: two finite numbers above ``low``, the first not above the second."""
+
+    def ok(v: object) -> bool:
+        if not (isinstance(v, list) and len(v) == 2 and all(_num(x) for x in v)):
+            return False
+        return (v[0] > low if open_low else v[0] >= low) and v[0] <= v[1]
+
+    bound = f"{'>' if open_low else '>='} {low}"
+    return Rule(ok, f"a range [low, high] of finite numbers {bound} with low <= high")
 
 
 def one_of(*choices: object) -> Rule:
@@ -89,6 +105,16 @@ NAMES = Rule(
 BUDGETS = Rule(
     lambda v: isinstance(v, list) and all(_int(n) and n >= 1 for n in v),
     "a list of integers >= 1",
+)
+CHANNELS = Rule(lambda v: _int(v) and v in (1, 3), "1 (grayscale) or 3 (RGB)")
+SPLITS = Rule(
+    lambda v: (
+        isinstance(v, dict)
+        and "train" in v
+        and set(v) <= {"train", "val", "test"}
+        and all(isinstance(a, dict) for a in v.values())
+    ),
+    "a mapping of train (and optionally val, test) to the dataset class's arguments",
 )
 POSITIVE = number(0, open_low=True)
 # rates and decays end up as float32 factors in the optimiser (3.5e39 overflowed in SGD's step)
@@ -122,18 +148,52 @@ _NEEDED = set(FIT) - {"augment", "monitor", "steps_per_epoch"}
 RULES: dict[str, Rule] = {
     "seed": integer(0, 2**32 - 1).needed(),
     "data.image_size": SIZE,
+    "data.channels": CHANNELS,
+    "data.normalize": one_of("source", "model", "none"),
     "data.match_classes": BOOL,
     "data.labels_per_class": integer(1).needed(),
     "data.val_per_class": integer(1).optional(),
     "data.source": TARGET.needed(),
     "data.target": TARGET.needed(),
+    # the loaders' arguments (conf/data/source, conf/data/target); each key is one loader's
     "data.*.image_size": SIZE,
+    "data.*.channels": CHANNELS,
     "data.*.test_fraction": FRACTION,
     "data.*.val_per_class": integer(1),
-    "data.*.n_train": integer(1),
-    "data.*.n_val": integer(1),
     "data.*.path": TEXT,
     "data.*.name": TEXT.optional(),
+    # synthetic digits (pipeline.data.images.synthetic_digits.render_digits)
+    "data.*.n_train": integer(10).meaning("at least one image per class"),
+    "data.*.n_val": integer(10).meaning("at least one image per class"),
+    "data.*.shuffle_labels": BOOL,
+    "data.*.fonts": NAMES.meaning("font files in matplotlib's font folder, or absolute paths"),
+    "data.*.stroke_widths": Rule(
+        lambda v: isinstance(v, list) and len(v) > 0 and all(_int(w) and 0 <= w <= 48 for w in v),
+        "a non-empty list of integers in [0, 48] (extra stroke in pixels of the 48 px font)",
+    ),
+    "data.*.max_rotation": number(0, 180, open_low=False).meaning("degrees, either way"),
+    "data.*.scale": interval(0, open_low=True).meaning("the zoom factor's range"),
+    "data.*.max_shear": number(0, 90, open_low=False, open_high=True).meaning(
+        "degrees, either way"
+    ),
+    "data.*.max_translate": number(0, 1, open_low=False).meaning(
+        "the largest shift, a fraction of half the image size"
+    ),
+    "data.*.blur_sigma": interval(0, open_low=False).meaning("the blur sigma's range, in pixels"),
+    "data.*.noise_std": number(0, open_low=False),
+    "data.*.native_size": integer(1, 4096)
+    .optional()
+    .meaning("the size images are made at before resizing; null: image_size"),
+    # files on disk (pipeline.data.images.folder, pipeline.data.images.torchvision_sets)
+    "data.*.root": TEXT,
+    "data.*.layout": one_of("classes", "splits"),
+    "data.*.dataset": TARGET,
+    "data.*.splits": SPLITS,
+    "data.*.classes": NAMES.optional().meaning("strings, index = label: quote digits, '0'"),
+    "data.*.max_images": integer(1).optional(),
+    "data.*.workers": integer(0).meaning("decoding worker processes; 0 decodes in this process"),
+    "data.*.cache": TEXT.optional(),
+    "data.*.key": one_of("data.source", "data.target"),
     "model": TARGET.needed(),
     "pretrain.epochs": integer(1).needed(),
     "pretrain.batch_size": integer(1).needed(),

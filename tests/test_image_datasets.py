@@ -124,11 +124,38 @@ def test_a_root_without_the_files_torchvision_expects_names_the_missing_file(tmp
 
     with pytest.raises(DataError, match=r"empty/train_32x32\.mat: missing: SVHN"):
         build_domain(cfg, "source")
-    # present but not the published files: torchvision's MD5 check refuses them
+    # present but not the published files: torchvision's MD5 check refuses them, named
     root = formats.cifar10_root(tmp_path / "c", 2)
     cfg = compose("data/target=cifar10", f"data.target.root={root}")
-    with pytest.raises(DataError, match=r"CIFAR10 files are missing or corrupt"):
+    with pytest.raises(DataError, match=r"not the published CIFAR10 file\(s\) \['cifar-10-b"):
         build_domain(cfg, "target")
+
+
+@pytest.mark.parametrize(
+    ("option", "damaged", "reason"),
+    [
+        ("mnist", "MNIST/raw/train-images-idx3-ubyte", "AssertionError at mnist.py"),
+        ("mnist", "MNIST/raw/t10k-labels-idx1-ubyte", "AssertionError at mnist.py"),
+        ("usps", "usps.t.bz2", "OSError: Invalid data stream"),
+        ("svhn", "train_32x32.mat", "ValueError"),
+        ("cifar10", "cifar-10-batches-py/data_batch_3", "UnpicklingError"),
+    ],
+)
+def test_a_damaged_torchvision_file_is_named_as_the_file(
+    option, damaged, reason, workdir, monkeypatch
+):
+    writer = {"mnist": formats.mnist_root, "usps": formats.usps_root, "svhn": formats.svhn_root}
+    root = writer.get(option, lambda r: formats.cifar10_root(r, 2))(workdir / option)
+    (root / damaged).write_bytes(np.random.default_rng(0).bytes(1000))
+    formats.trust_written_files(monkeypatch, root)  # past the MD5 checks: torchvision reads it
+    cfg = compose(f"data/target={option}", f"data.target.root={root}", "data.target.workers=0")
+    from stages._build import build_domain
+
+    with pytest.raises(DataError) as err:
+        build_domain(cfg, "target")
+    cls = {"cifar10": "CIFAR10"}.get(option, option.upper())
+    assert str(err.value).startswith(f"{root / damaged}: {cls} cannot read it ({reason}")
+    assert f"expected the published {cls} files in torchvision's layout" in str(err.value)
 
 
 def test_second_prepare_reads_the_cache_and_a_changed_file_is_decoded_again(workdir, monkeypatch):
@@ -294,3 +321,12 @@ def test_prepare_exits_2_with_one_line_naming_the_bad_file(workdir):
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith(f"error in stage prepare: {bad}: unreadable, truncated")
     assert not (workdir / "outputs" / "prepare").exists()
+
+
+def test_an_argument_the_torchvision_class_does_not_take_is_the_configs_fault(workdir):
+    root = formats.mnist_root(workdir / "m")
+    cfg = compose("data/target=mnist", f"data.target.root={root}", "+data.target.splits.train.x=1")
+    from stages._build import build_domain
+
+    with pytest.raises(ConfigError, match=r"data\.target\.splits=\{'train': True, 'x': 1\} is not"):
+        build_domain(cfg, "target")

@@ -11,6 +11,7 @@ import torch
 import yaml
 
 from stages import transfer, tune
+from tests import formats
 from tests.conftest import DIVERGING_SCRATCH, compose, write_params
 from tests.faults.conftest import SMALL_TRANSFER, now_ms, run_in_process, runs, statuses
 
@@ -106,6 +107,51 @@ def test_item6_a_wrongly_typed_or_out_of_range_value_is_one_line_before_any_work
     run_in_process("transfer", *SMALL_TRANSFER, override, capsys=capsys).named(named)
     assert statuses("transfer", t0) == []
     assert not Path("outputs/transfer").exists()
+
+
+FOLDER = ("data/target=imagefolder", "data.target.root={root}")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "named"),
+    [
+        (["data.source.max_rotation=abc"], "data.source.max_rotation='abc' is not allowed; "),
+        (["data.source.max_rotation=-5"], "expected a number in [0, 180] (degrees, either way)"),
+        (["data.source.max_shear=abc"], "data.source.max_shear='abc' is not allowed; expected a"),
+        (["data.source.max_shear=90"], "data.source.max_shear=90 is not allowed"),
+        (["data.source.scale=[2,1]"], "data.source.scale=[2, 1] is not allowed; expected a range"),
+        (["data.source.scale=[0,1]"], "numbers > 0 with low <= high (the zoom factor's range)"),
+        (["data.source.blur_sigma=[-1,-2]"], "data.source.blur_sigma=[-1, -2] is not allowed"),
+        (["data.source.max_translate=5"], "max_translate=5 is not allowed; expected a number in"),
+        (["data.source.stroke_widths=[-3]"], "data.source.stroke_widths=[-3] is not allowed"),
+        (["data.source.stroke_widths=[]"], "expected a non-empty list of integers in [0, 48]"),
+        (["data.source.native_size=0"], "data.source.native_size=0 is not allowed"),
+        (["data.source.shuffle_labels=maybe"], "shuffle_labels='maybe' is not allowed; expected "),
+        (["data.source.noise_std=-1"], "data.source.noise_std=-1 is not allowed"),
+        (["data.source.n_train=5"], "data.source.n_train=5 is not allowed; expected an integer"),
+        (["data.source.fonts=[]"], "data.source.fonts=[] is not allowed"),
+        ([*FOLDER, "data.target.workers=-1"], "data.target.workers=-1 is not allowed; expected an"),
+        ([*FOLDER, "data.target.workers=abc"], "data.target.workers='abc' is not allowed"),
+        (
+            [*FOLDER, "data.target.layout=flat"],
+            "data.target.layout='flat' is not allowed; expected",
+        ),
+        ([*FOLDER, "data.target.max_images=0"], "data.target.max_images=0 is not allowed"),
+        ([*FOLDER, "data.target.channels=2"], "data.target.channels=2 is not allowed; expected 1"),
+        (["data/target=mnist", "data.target.root=x", "data.target.classes=[0]"], "classes=[0] is"),
+        (["data/target=svhn", "data.target.root=x", "data.target.splits={}"], "splits={} is not"),
+    ],
+)
+def test_item6_a_bad_dataset_setting_is_one_line_before_prepare_does_any_work(
+    workdir, capsys, overrides, named
+):
+    formats.png_folder(workdir / "imgs", n_per_class=4, classes=2)
+    write_params(workdir, compose())
+    t0 = now_ms()
+    args = [o.replace("{root}", str(workdir / "imgs")) for o in overrides]
+    run_in_process("prepare", *args, capsys=capsys).named(named)
+    assert statuses("prepare", t0) == []
+    assert not Path("outputs").exists()
 
 
 @pytest.mark.parametrize("where", ["command line", "params.yaml"])

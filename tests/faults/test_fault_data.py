@@ -83,6 +83,27 @@ def test_item5_a_damaged_file_is_blamed_on_the_file_not_on_the_loader(npz_dir, c
     _refused(npz_dir / "zip.npz", capsys, "not a readable .npz file")
 
 
+def test_item5_a_damaged_torchvision_file_is_named_as_the_file_not_the_loader(npz_dir, capsys):
+    raw = npz_dir / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"):
+        (raw / name).write_bytes(np.random.default_rng(0).bytes(1000))
+    for name in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        (raw / name).write_bytes(b"")
+    t0 = now_ms()
+    out = run_in_process(
+        "prepare", "data/target=mnist", f"data.target.root={npz_dir}", capsys=capsys
+    )
+    line = out.named(f"{raw / 'train-images-idx3-ubyte'}: MNIST cannot read it (AssertionError")
+    assert line.endswith(
+        "expected the published MNIST files in torchvision's layout, unchanged "
+        "(Graftlab never downloads)"
+    )
+    assert "_target_" not in line and "data.target=" not in line
+    assert statuses("prepare", t0) == []
+    assert not Path("outputs/prepare").exists() and temp_folders(Path()) == []
+
+
 def test_item5_too_few_examples_per_class_are_named(npz_dir, capsys):
     y = np.array([0] * 40 + [1] * 2)
     np.savez(npz_dir / "few.npz", x=_images(42), y=y)

@@ -5,7 +5,9 @@ true}``) and always built with ``download=False``: Graftlab never downloads. Eac
 (``splits: {train: {train: true}, test: {train: false}}``: the class's own arguments per split)
 is decoded once through the class's ``__getitem__`` (PIL images) into the decode cache; a split
 the dataset lacks (val, usually) is carved from train. The files torchvision expects are checked
-before the class is built, so a root without them fails with the missing file named.
+before the class is built, so a root without them fails with the missing file named; whatever the
+class raises while reading them names the damaged file (one failing the MD5 check, or the one its
+reader was reading), never the loader.
 
 torchvision verifies the published MD5 sums of the CIFAR and SVHN files before reading them,
 which also guards CIFAR's pickled batches: only the published bytes are ever unpickled.
@@ -73,15 +75,86 @@ def _split_name(cls: type, kwargs: dict) -> str:
     return "train" if kwargs.get("train", True) else "test"
 
 
-def _build(dataset: Callable, root: Path, kwargs: dict, key: str) -> object:
+def _build(dataset: Callable, root: Path, kwargs: dict, key: str, files: list[str]) -> object:
+    """``dataset(root=..., download=False, **kwargs)``; arguments the class does not take are
+    the config's fault, anything it raises while reading its files is the files' (named)."""
+    import inspect
+
     cls = dataset_class(dataset)
     try:
-        return dataset(root=str(root), download=False, **kwargs)
+        inspect.signature(dataset).bind(root=str(root), download=False, **kwargs)
     except TypeError as err:
         allowed = f"arguments of {cls.__name__} ({err})"
         raise ConfigError(f"{key}.splits", kwargs, allowed) from err
-    except (RuntimeError, OSError, ValueError, EOFError) as err:
-        raise DataError(root, f"{cls.__name__} files are missing or corrupt ({err})") from err
+    try:
+        return dataset(root=str(root), download=False, **kwargs)
+    except MemoryError:
+        raise
+    except Exception as err:  # whatever its reader raises on bytes it cannot parse
+        raise unreadable(cls, root, [root / f for f in files], err) from err
+
+
+def published_md5(cls: type, root: Path) -> dict[Path, str]:
+    """The MD5 sums torchvision checks the files of ``cls`` against before reading them (SVHN,
+    CIFAR; it reads MNIST's and USPS's files unchecked)."""
+    from torchvision import datasets as tv
+
+    if cls is tv.SVHN:
+        return {root / name: md5 for _, name, md5 in cls.split_list.values()}
+    if issubclass(cls, tv.CIFAR10):
+        pairs = [*cls.train_list, *cls.test_list, (cls.meta["filename"], cls.meta["md5"])]
+        return {root / cls.base_folder / name: md5 for name, md5 in pairs}
+    return {}
+
+
+def _file_read_when(err: BaseException, files: list[Path]) -> Path | None:
+    """The file among ``files`` that the innermost frame of ``err``'s traceback was reading
+    (a local variable holding its path: torchvision's readers take the path as an argument)."""
+    import os
+    import traceback
+
+    wanted = {os.path.abspath(f): f for f in files}
+    frames = [frame for frame, _ in traceback.walk_tb(err.__traceback__)]
+    for frame in reversed(frames):
+        for value in frame.f_locals.values():
+            found = wanted.get(os.path.abspath(value)) if isinstance(value, str | Path) else None
+            if found is not None:
+                return found
+    return None
+
+
+def _reason(err: BaseException) -> str:
+    """``Type: message``, or the failing source line when the message is empty (an assert)."""
+    import traceback
+
+    frames = traceback.extract_tb(err.__traceback__)
+    if str(err) or not frames:
+        return f"{type(err).__name__}: {err}"
+    last = frames[-1]
+    return f"{type(err).__name__} at {Path(last.filename).name}:{last.lineno}: {last.line}"
+
+
+def unreadable(cls: type, root: Path, files: list[Path], err: BaseException) -> DataError:
+    """The error for files of ``cls`` that torchvision could not read, naming them: those that
+    are not the published bytes (an MD5 torchvision knows), else the one it was reading when it
+    failed, else all of them."""
+    from torchvision.datasets.utils import check_integrity
+
+    expected = (
+        f"expected the published {cls.__name__} files in torchvision's layout, unchanged "
+        "(Graftlab never downloads)"
+    )
+    md5 = published_md5(cls, root)
+    changed = [f for f in files if f in md5 and not check_integrity(str(f), md5[f])]
+    if changed:
+        names = [str(f.relative_to(root)) for f in changed]
+        problem = f"not the published {cls.__name__} file(s) {names}: torchvision's MD5 check fails"
+        return DataError(changed[0] if len(changed) == 1 else root, f"{problem}; {expected}")
+    failed = _file_read_when(err, files)
+    if failed is not None:
+        return DataError(failed, f"{cls.__name__} cannot read it ({_reason(err)}); {expected}")
+    names = [str(f.relative_to(root)) for f in files] if 0 < len(files) <= 8 else "its files"
+    return DataError(root, f"{cls.__name__} cannot read {names} ({_reason(err)}); {expected}")
 
 
 def make_torchvision_domain(
@@ -126,7 +199,8 @@ def make_torchvision_domain(
         raise ConfigError(f"{key}.splits", dict(splits), "train and optionally val, test")
     if channels not in (1, 3):
         raise ConfigError(f"{key}.channels", channels, "1 (grayscale) or 3 (RGB)")
-    digest = file_stats(path, _check_files(cls, path, splits, key))
+    files = _check_files(cls, path, splits, key)
+    digest = file_stats(path, files)
     store = DecodeCache(cache)
     shape = (channels, image_size, image_size)
     parts = {}
@@ -143,7 +217,7 @@ def make_torchvision_domain(
         }
 
         def make(kwargs: dict = kwargs) -> Decoded:
-            ds = _build(dataset, path, kwargs, key)
+            ds = _build(dataset, path, kwargs, key, files)
             labels = np.asarray([int(t) for t in _targets(ds)])
             keep = subsample(labels, max_images, seed, f"{key}.max_images")
             check_memory(len(keep), shape, path, key)
