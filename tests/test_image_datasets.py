@@ -119,11 +119,20 @@ def test_mnist_pixels_and_labels_come_through_unchanged(tmp_path):
 
 def test_a_root_without_the_files_torchvision_expects_names_the_missing_file(tmp_path):
     (tmp_path / "empty").mkdir()
-    cfg = compose("data/source=svhn", f"data.source.root={tmp_path / 'empty'}", tiny=False)
+    cfg_args = ("data/source=svhn", f"data.source.root={tmp_path / 'empty'}")
+    cfg = compose(*cfg_args, tiny=False)
     from stages._build import build_domain
 
     with pytest.raises(DataError, match=r"empty/train_32x32\.mat: missing: SVHN"):
         build_domain(cfg, "source")
+    # a split SVHN does not have: a KeyError under the whole data.source dict before
+    bad = compose(*cfg_args, "data.source.splits.test.split=tset", tiny=False)
+    with pytest.raises(ConfigError) as err:
+        build_domain(bad, "source")
+    assert str(err.value) == (
+        "data.source.splits.test.split='tset' is not allowed; expected a SVHN split: train, test, "
+        "extra"
+    )
     # present but not the published files: torchvision's MD5 check refuses them, named
     root = formats.cifar10_root(tmp_path / "c", 2)
     cfg = compose("data/target=cifar10", f"data.target.root={root}")

@@ -56,6 +56,14 @@ def _check_files(cls: type, root: Path, splits: Mapping[str, dict], key: str) ->
     if files is None:
         return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
     if cls.__name__ in ("USPS", "SVHN"):  # one file per split: only the configured splits'
+        for name, kw in splits.items():
+            if _split_name(cls, kw) not in cls.split_list:
+                where = f"{key}.splits.{name}.{'split' if 'split' in kw else 'train'}"
+                value = kw.get("split", kw.get("train"))
+                allowed = f"a {cls.__name__} split: " + (
+                    ", ".join(cls.split_list) if "split" in kw else "true or false"
+                )
+                raise ConfigError(where, value, allowed)
         wanted = {cls.split_list[_split_name(cls, kw)][1] for kw in splits.values()}
         files = [f for f in files if f.name in wanted]
     missing = [f for f in files if not f.is_file()]
