@@ -7,7 +7,9 @@ Both sides train and validate every epoch; samples/s counts training samples. Th
 transfer stage's own (batch 8 on the labelled target subset, 40 epochs), the full target train
 split (878 images, batch 8) and a pretrain-sized run (5000 images, batch 128). At the transfer
 setting it also trains 10 paired seeds as one vectorised ensemble and counts every member's
-samples. Runs interleaved, best of five (best of three on a GPU), in one process.
+samples. Beside the pipeline, a bare LightningModule (training and validation steps only, no
+logger or callbacks) trains the same batches: the least any training through Lightning costs.
+Runs interleaved, best of five (best of three on a GPU), in one process.
 
 It runs under the stages' OpenMP wait policy (a short spin, then sleep, unless
 ``OMP_WAIT_POLICY`` is set); ``bench_wait_policy.py`` shows what that policy costs and saves.
@@ -67,6 +69,51 @@ def plain_loop(x, y, xv, yv, settings: FitSettings) -> float:
         with torch.no_grad():
             for xb, yb in Stream(xv, yv, 1024):
                 (model(xb).argmax(1) == yb).float().mean()
+    return time.perf_counter() - t0
+
+
+def bare_lightning(x, y, xv, yv, settings: FitSettings) -> float:
+    """The plain loop's work through the least Lightning can do: a LightningModule with only
+    ``training_step``, ``validation_step`` and ``configure_optimizers`` (automatic
+    optimisation), no logger, callbacks or checkpoints, the same batches. What any pipeline
+    that trains through Lightning pays per step at least."""
+    import lightning.pytorch as L
+
+    class Bare(L.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = small_cnn(10)
+
+        def training_step(self, batch, _):
+            return F.cross_entropy(self.model(batch[0]), batch[1])
+
+        def validation_step(self, batch, _):
+            return (self.model(batch[0]).argmax(1) == batch[1]).float().mean()
+
+        def configure_optimizers(self):
+            opt = torch.optim.SGD(
+                self.parameters(),
+                lr=settings.backbone_lr,
+                momentum=0.9,
+                nesterov=True,
+                weight_decay=settings.weight_decay,
+            )
+            return [opt], [torch.optim.lr_scheduler.CosineAnnealingLR(opt, settings.epochs)]
+
+    torch.manual_seed(0)
+    module = Bare()
+    trainer = L.Trainer(
+        max_epochs=settings.epochs,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        accelerator="cpu",
+    )
+    batches = Stream(x, y, settings.batch_size, shuffle=True, seed=0)
+    t0 = time.perf_counter()
+    trainer.fit(module, batches, Stream(xv, yv, 1024))
     return time.perf_counter() - t0
 
 
@@ -177,16 +224,20 @@ def main() -> None:
         index = np.arange(len(ys))
         case = settings(epochs, batch)
         pipeline_fit(x, y, xv, yv, case)  # warm-up
-        plain, ours, ens = [], [], []
+        bare_lightning(x, y, xv, yv, case)  # warm-up
+        plain, ours, ens, bare = [], [], [], []
         for _ in range(REPEATS):
             plain.append(plain_loop(x, y, xv, yv, case))
             ours.append(pipeline_fit(x, y, xv, yv, case))
+            bare.append(bare_lightning(x, y, xv, yv, case))
             if i == 0:
                 ens.append(ensemble_fit(subsets, xv, yv, case))
         n = len(index) * epochs
         print(
             f"{name}:\n  plain loop {n / min(plain):8.0f} samples/s   pipeline "
             f"{n / min(ours):8.0f} samples/s   ratio {min(plain) / min(ours):.2f} (goal >= 1.0)"
+            f"\n  a bare LightningModule {n / min(bare):8.0f} samples/s   ratio "
+            f"{min(plain) / min(bare):.2f} (Lightning's own cost, nothing of the pipeline's)"
         )
         if ens:
             print(
