@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import optuna
@@ -257,3 +258,18 @@ def test_the_study_run_never_records_a_storage_password(workspace):
     run = MlflowClient().get_run(run_id)
     assert run.data.tags["tune.storage"] == secret.replace("s3cret", "***")
     assert "s3cret" not in str(run.data.params) + str(run.data.tags)
+
+
+def test_a_worker_waiting_for_another_prints_no_optuna_warning(monkeypatch):
+    # settle() reaped stale trials through an experimental Optuna function whose
+    # ExperimentalWarning reached the console of the worker that waited
+    from pipeline.tuning import study as study_module
+
+    study = optuna.create_study(direction="maximize")
+    running = study.ask()
+    monkeypatch.setattr(study_module.time, "sleep", lambda _: study.tell(running, 1.0))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        study_module.settle(study)
+    assert counts(study)["RUNNING"] == 0
+    assert [w.message for w in caught if w.category is optuna.exceptions.ExperimentalWarning] == []

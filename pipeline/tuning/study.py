@@ -19,6 +19,7 @@ import errno
 import logging
 import sys
 import time
+import warnings
 from collections.abc import Callable
 
 import optuna
@@ -98,13 +99,21 @@ def _abandon_own_trials(study: optuna.Study, attr: str) -> None:
             _fail_and_requeue(study, t, attr)
 
 
+def fail_stale_trials(study: optuna.Study) -> None:
+    """Optuna's reaping of trials whose RDB heartbeat stopped (a no-op for a journal), without
+    its ExperimentalWarning, which leaked onto a waiting worker's console."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+
+
 def settle(study: optuna.Study, poll: float = 0.5) -> None:
     """Wait until no trial of ``study`` is RUNNING (other workers finish theirs; dead workers'
     trials are reaped), so what is read next is the study's final state."""
     told = False
     while running := study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         reap_dead_trials(study)
-        optuna.storages.fail_stale_trials(study)  # RDB heartbeats; a no-op for a journal
+        fail_stale_trials(study)
         if not told:
             log.info("waiting for %d running trial(s) of other workers", len(running))
             told = True
