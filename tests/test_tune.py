@@ -39,6 +39,12 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
         ("tune.space.transfer.head_lr.type=gaussian", r"tune\.space\.transfer\.head_lr\.type"),
         ("tune.storage=postgresql://nobody@127.0.0.1:1/none", r"tune\.storage.*reachable"),
         ("tune.storage=sqlite:///study.db", r"tune\.storage.*SQLite is not safe"),
+        # a path: was "a reachable database (Could not parse SQLAlchemy URL ...)"
+        (
+            "tune.storage=/tmp/x/other-journal.log",
+            r"tune\.storage='/tmp/x/other-journal\.log' .*expected null \(the journal file "
+            r"optuna-journal\.log\) or a database URL .*a journal file cannot be chosen$",
+        ),
     ],
 )
 def test_bad_tune_config_fails_before_any_trial(workspace, override, match):

@@ -86,6 +86,13 @@ def open_storage(
             )
         except (OSError, ValueError, UnicodeDecodeError) as err:
             raise StorageError(journal, f"cannot use this Optuna journal ({err})") from err
+    if "://" not in url:  # a path, say to a second journal: the journal is always ``journal``
+        raise ConfigError(
+            "tune.storage",
+            url,
+            f"null (the journal file {journal.name}) or a database URL "
+            "(postgresql://user:pw@host:port/db): a journal file cannot be chosen",
+        )
     if url.startswith("sqlite"):
         raise ConfigError(
             "tune.storage",
@@ -115,7 +122,7 @@ def open_storage(
                 ) from err
             time.sleep(0.2 + random.random() * (attempt + 1))
         except Exception as err:  # SQLAlchemy's OperationalError/ArgumentError, driver errors
-            allowed = f"a reachable database ({_first_line(err)})"
+            allowed = f"null (journal file) or a reachable database URL ({_first_line(err)})"
             raise ConfigError("tune.storage", redact(url), allowed) from err
     raise AssertionError("unreachable")
 
