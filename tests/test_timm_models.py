@@ -101,7 +101,13 @@ def test_weights_that_are_missing_pinned_elsewhere_or_do_not_fit_name_the_file(t
     kw = {"in_chans": 3, "small_input": False}
     with pytest.raises(CheckpointError, match=r"nope\.safetensors: weights file not found"):
         timm_backbone(3, arch="convnext_atto", weights=str(tmp_path / "nope.safetensors"), **kw)
-    with pytest.raises(CheckpointError, match=r"convnext_atto\.safetensors: sha256 is .* pins 00"):
+    other = "ab" * 32
+    with pytest.raises(
+        CheckpointError, match=rf"convnext_atto\.safetensors: sha256 is .* pins {other}"
+    ):
+        timm_backbone(3, arch="convnext_atto", weights=str(path), weights_sha256=other, **kw)
+    # a pin that is no sha256 at all: was reported as a different file
+    with pytest.raises(ConfigError, match=r"model\.weights_sha256='00' .*64 hexadecimal digits"):
         timm_backbone(3, arch="convnext_atto", weights=str(path), weights_sha256="00", **kw)
     with pytest.raises(
         CheckpointError,
@@ -115,8 +121,10 @@ def test_weights_that_are_missing_pinned_elsewhere_or_do_not_fit_name_the_file(t
         r"\(40, 3, 4, 4\), model \(40, 1, 4, 4\)",
     ):
         timm_backbone(3, arch="convnext_atto", weights=str(path), in_chans=1, small_input=False)
-    with pytest.raises(ConfigError, match=r"model\.arch='resnet18'.*convnext_atto \(the folder"):
+    # the folder named: "(the folder's config.json)" did not say which
+    with pytest.raises(ConfigError) as err:
         timm_backbone(3, arch="resnet18", weights=str(folder), **kw)
+    assert str(err.value).endswith(f"expected convnext_atto (the config.json of {folder})")
     (folder / "config.json").unlink()
     with pytest.raises(CheckpointError, match=r"needs config\.json"):
         timm_backbone(3, arch="convnext_atto", weights=str(folder), **kw)

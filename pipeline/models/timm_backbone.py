@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FunctionType
@@ -82,6 +83,8 @@ def locate_weights(
     """
     from timm.models._hub import load_cfg_from_json, load_model_config_from_path
 
+    if sha256 is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", str(sha256)):
+        raise ConfigError(f"{key}_sha256", sha256, "64 hexadecimal digits (sha256sum's), or null")
     where = Path(location)
     folder = None
     if where.is_dir():
@@ -337,11 +340,12 @@ def architecture_args(
         ConfigError: The folder is for another architecture or channel count.
     """
     if found and found.architecture and found.architecture != arch.split(".")[0]:
-        raise ConfigError("model.arch", arch, f"{found.architecture} (the folder's config.json)")
+        allowed = f"{found.architecture} (the config.json of {found.path.parent})"
+        raise ConfigError("model.arch", arch, allowed)
     saved = dict(found.model_args) if found else {}
     saved.pop("num_classes", None)  # the head is set through the model's own API
     if saved.pop("in_chans", in_chans) != in_chans:
-        allowed = f"{found.model_args['in_chans']} (the model folder's config.json)"
+        allowed = f"{found.model_args['in_chans']} (the config.json of {found.path.parent})"
         raise ConfigError("model.in_chans", in_chans, allowed)
     return {**saved, **(create_args or {})}
 
