@@ -249,6 +249,22 @@ def test_more_trials_extend_the_study_and_reopen_its_run(workspace, capsys):
     assert run.info.status == "FINISHED"
     assert (run.data.tags["tune.n_trials"], run.data.tags["tune.timeout"]) == ("3", "600")
     assert "tune.n_trials" not in run.data.params and run.data.params["tune.epochs"] == "3"
+    # the study run and its trials say what they are and link what they build on (both were
+    # empty): the whole study at the last worker's end, each trial's settings
+    source_model = run.data.tags["graftlab.source_model_id"]
+    note = run.data.tags["mlflow.note.content"]
+    assert note.startswith(f"Optuna study {best['study']}: 3 trials (3 complete, 0 pruned")
+    assert f"best trial {best['best_trial']}, val_acc {best['best_value']:.4g}" in note
+    assert source_model in note and best["best_trial_run_id"] in note
+    trials = MlflowClient().search_runs(
+        [run.info.experiment_id], f"tags.mlflow.parentRunId = '{run_id}'"
+    )
+    assert len(trials) == 3
+    for trial in trials:
+        text = trial.data.tags["mlflow.note.content"]
+        number = trial.data.tags["optuna.trial"]
+        assert text.startswith(f"Trial {number} of Optuna study {best['study']}: transfer.")
+        assert run_id in text and source_model in text
 
 
 @pytest.mark.postgres

@@ -50,16 +50,14 @@ def ui_command(tracking_uri: str) -> str:
     return f"mlflow ui --backend-store-uri {tracking_uri} --host {UI_HOST} --port {UI_PORT}"
 
 
-def describe(experiment_id: str, text: str, links: Mapping[str, tuple[str, str | None]]) -> None:
-    """Set the active run's description: ``text`` then one markdown link per known id.
+def description(experiment_id: str, text: str, links: Mapping[str, tuple[str, str | None]]) -> str:
+    """A run description: ``text`` then one markdown link per known id.
 
     Args:
         experiment_id: Experiment of the linked runs and models.
         text: First paragraph (what the run did).
         links: ``label -> ("run" | "model", id)``; entries whose id is None are left out.
     """
-    import mlflow
-
     pages = {"run": run_page, "model": model_page}
     lines = [text, ""]
     lines += [
@@ -67,7 +65,14 @@ def describe(experiment_id: str, text: str, links: Mapping[str, tuple[str, str |
         for label, (kind, ident) in links.items()
         if ident
     ]
-    mlflow.set_tag(DESCRIPTION_TAG, "\n".join(lines))
+    return "\n".join(lines)
+
+
+def describe(experiment_id: str, text: str, links: Mapping[str, tuple[str, str | None]]) -> None:
+    """Set the active run's :func:`description`."""
+    import mlflow
+
+    mlflow.set_tag(DESCRIPTION_TAG, description(experiment_id, text, links))
 
 
 def backbone_name(model_config: Mapping) -> str:

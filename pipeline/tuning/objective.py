@@ -53,12 +53,31 @@ def trial_objective(
     import mlflow
     from optuna_integration import PyTorchLightningPruningCallback
 
+    from pipeline.tracking.links import DESCRIPTION_TAG, description
+
     def objective(trial: Any) -> float:
         values = {p.key: p.suggest(trial) for p in params}
+        parent = mlflow.active_run()
+        text = (
+            f"Trial {trial.number} of Optuna study {run_tags.get('optuna.study')}: "
+            + ", ".join(
+                f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items()
+            )
+            + f"; scored on {monitor} at each fit's kept epoch, the mean over seeds {list(seeds)}"
+        )
+        links = {
+            "study run": ("run", parent.info.run_id if parent else None),
+            "source model": ("model", run_tags.get("graftlab.source_model_id")),
+        }
+        experiment = parent.info.experiment_id if parent else ""
         child = mlflow.start_run(
             run_name=f"trial-{trial.number}",
             nested=True,
-            tags={**run_tags, "optuna.trial": str(trial.number)},
+            tags={
+                **run_tags,
+                "optuna.trial": str(trial.number),
+                DESCRIPTION_TAG: description(experiment, text, links),  # no extra write
+            },
         )
         trial.set_user_attr("mlflow_run_id", child.info.run_id)
         logger = logger_for(child.info.run_id)

@@ -48,7 +48,36 @@ def write_study(study: optuna.Study, params: list[Param], best: dict, folder: Pa
     plot_study(study, params, folder / "plots")
     metrics = study_metrics(study, best)
     write_json(folder / "metrics.json", metrics)
+    describe_study_run(study, best)
     return metrics
+
+
+def describe_study_run(study: optuna.Study, best: dict) -> None:
+    """The active (parent) run's description, when one is active: what the study found, with
+    links to the source model it tuned from and the best trial's run."""
+    import mlflow
+
+    from pipeline.tracking.links import describe
+
+    active = mlflow.active_run()
+    if active is None:
+        return
+    tags = mlflow.get_run(active.info.run_id).data.tags
+    c = counts(study)
+    metric = study.metric_names[0] if study.metric_names else "value"
+    chosen = ", ".join(
+        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in best["overrides"].items()
+    )
+    text = (
+        f"Optuna study {study.study_name}: {len(study.trials)} trials ({c['COMPLETE']} complete, "
+        f"{c['PRUNED']} pruned, {c['FAIL']} failed); best trial {best['best_trial']}, {metric} "
+        f"{best['best_value']:.4g}: {chosen}."
+    )
+    links = {
+        "source model": ("model", tags.get("graftlab.source_model_id")),
+        "best trial run": ("run", best.get("best_trial_run_id")),
+    }
+    describe(active.info.experiment_id, text, links)
 
 
 def log_settings(settings: dict, per_run: Collection[str]) -> None:
