@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import optuna
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
@@ -15,7 +16,9 @@ from pipeline.data.domain import Domain, Split
 from pipeline.data.store import load_domain, save_domain
 from pipeline.errors import ConfigError, DataError
 from pipeline.report.transductive import HEADLINE
+from pipeline.transfer.source import SourceModel
 from pipeline.transfer.train import TargetTask
+from pipeline.tuning.storage import open_storage
 from stages import _build as build
 from stages import evaluate, transfer, tune
 from tests.conftest import REPO, compose, write_params
@@ -131,6 +134,39 @@ def test_each_method_and_seed_is_a_nested_run_with_an_unlabelled_target_input(wo
         assert row["monitor"] == "val/im" and row["best_score"] == pytest.approx(
             max(m.value for m in im), rel=1e-6
         )
+
+
+@pytest.mark.slow
+def test_the_study_names_its_objective_after_what_it_maximises(workspace, monkeypatch, capsys):
+    # transductively a trial returns the validator's score (IM), not an accuracy: the study's
+    # metric, trials.csv's value column and the plots' axis say val_im; inductively val_acc
+    import matplotlib.figure
+
+    labels = {}
+    save = matplotlib.figure.Figure.savefig
+
+    def record(fig, path, *args, **kwargs):
+        labels[Path(path).name] = [ax.get_ylabel() for ax in fig.axes]
+        return save(fig, path, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", record)
+    cfg = compose(*SMALL, "setting.validator=im")
+    write_params(workspace, cfg)
+    tune.run(cfg)
+    assert " val_im " in capsys.readouterr().out
+    header = (workspace / "outputs/tune/trials.csv").read_text().splitlines()[0].split(",")
+    assert header[:2] == ["number", "value_val_im"]
+    assert labels["freeze_groups.png"][0] == labels["history.png"][0] == "val_im"  # y axes
+    study_name = yaml.safe_load((workspace / "outputs/tune/best.yaml").read_text())["study"]
+    storage = open_storage(None, workspace / tune.JOURNAL)
+    assert optuna.load_study(study_name=study_name, storage=storage).metric_names == ["val_im"]
+
+    source = SourceModel.load(workspace / "outputs/pretrain/model")
+    sha = load_domain(workspace / TARGET).card()["sha256"]
+    for overrides, metric in (((), "val_acc"), (("setting.validator=bnm",), "val_bnm")):
+        other = compose(*overrides, *(SMALL if overrides else ()))
+        study = tune.make_study(other, tune.validate(other, 4), source.weights_id, sha)
+        assert study.metric_names == [metric] and study.study_name != study_name
 
 
 def _declared_outputs(stage: str, cfg) -> list[Path]:
