@@ -15,7 +15,9 @@ from safetensors.numpy import load_file
 from pipeline.data.domain import Domain, Split
 from pipeline.data.store import load_domain, save_domain
 from pipeline.errors import ConfigError, DataError
+from pipeline.report import transductive as report
 from pipeline.report.transductive import HEADLINE
+from pipeline.selection.picks import Candidate
 from pipeline.transfer.source import SourceModel
 from pipeline.transfer.train import TargetTask
 from pipeline.tuning.storage import open_storage
@@ -221,8 +223,63 @@ def test_transductive_evaluate_writes_what_dvc_declares_and_ends_like_inductive(
     run = MlflowClient().get_run(run_id)
     assert run.data.tags["graftlab.verdict"] in ("positive", "negative", "inconclusive")
     assert run.data.metrics["gap_closed"] == pytest.approx(headline["gap_closed"])
+    for key in ("arms.mcc.ntg", "validator.im.regret", "validator.snd.picked_acc"):
+        for end in (f"{key}_ci_low", f"{key}_ci_high"):  # an interval end MLflow cannot log
+            assert end in details  # (null) is left out of the run, never logged as a number
+            assert run.data.metrics.get(end) == pytest.approx(details[end])
     artifacts = {a.path for a in MlflowClient().list_artifacts(run_id, "report")}
     assert {"report/report.html", "report/report.md", "report/methods.png"} <= artifacts
+
+
+def _assess(seeds: int):
+    """A planted evaluation: ``bad`` is worse than source only on every seed, ``good`` better;
+    validator ``v`` picks ``bad`` on the even seeds, ``good`` on the odd ones."""
+    acc = {
+        "source_only": [0.70, 0.72, 0.71],
+        "bad": [0.60, 0.65, 0.61],
+        "good": [0.80, 0.84, 0.83],
+        "oracle": [0.95, 0.97, 0.96],
+    }
+    acc = {a: v[:seeds] for a, v in acc.items()}
+    cands = [
+        Candidate(arm, s, 0, {"v": (s % 2 == 0) == (arm == "bad")}, acc[arm][s])
+        for s in range(seeds)
+        for arm in ("source_only", "bad", "good")
+    ]
+    return report.assess(
+        acc,
+        cands,
+        baseline="source_only",
+        oracle="oracle",
+        validator="v",
+        validators=["v"],
+        confidence=0.95,
+    )
+
+
+def test_details_carry_the_intervals_that_decide_the_verdicts():
+    # the NTG interval decides negative transfer / inconclusive, and the regret interval how far
+    # a validator's picks fall short: both beside their means, with the report's values
+    ev = _assess(seeds=3)
+    m = ev.flat_metrics()
+    ntg = ev.ntg["bad"]
+    assert (m["arms.bad.ntg_ci_low"], m["arms.bad.ntg_ci_high"]) == (ntg.ci_low, ntg.ci_high)
+    assert m["arms.bad.ntg_ci_low"] > 0 and m["arms.bad.negative_transfer"] is True
+    assert m["arms.good.ntg_ci_high"] < 0
+    v = ev.validators["v"]
+    for key, iv in (("regret", v.regret), ("picked_acc", v.picked)):
+        assert m[f"validator.v.{key}"] == iv.mean
+        assert (m[f"validator.v.{key}_ci_low"], m[f"validator.v.{key}_ci_high"]) == (
+            iv.low,
+            iv.high,
+        )
+        assert iv.low < iv.mean < iv.high
+    assert f"{100 * v.regret.low:.1f}, {100 * v.regret.high:.1f}]" in report.render(ev)
+    # one seed: no interval, null ends (as the headline's), and still beside the mean
+    one = _assess(seeds=1).flat_metrics()
+    assert one["arms.bad.ntg"] == pytest.approx(0.1)
+    for key in ("arms.bad.ntg", "validator.v.regret", "validator.v.picked_acc"):
+        assert one[f"{key}_ci_low"] is None and one[f"{key}_ci_high"] is None
 
 
 def test_adaptation_arm_without_its_data_or_with_other_classes_fails_before_training(pretrained):

@@ -114,13 +114,19 @@ class TransductiveEvaluation:
             m[f"arms.{arm}.test_acc"] = acc.mean
             m[f"arms.{arm}.test_acc_ci_low"] = acc.low
             m[f"arms.{arm}.test_acc_ci_high"] = acc.high
+        # interval ends named as the other intervals here (and the inductive transfer_gain_ci_*):
+        # the NTG interval decides each arm's verdict, so `dvc metrics show` can say why
         for arm, g in self.ntg.items():
             m[f"arms.{arm}.ntg"] = g.mean
+            m[f"arms.{arm}.ntg_ci_low"] = g.ci_low
+            m[f"arms.{arm}.ntg_ci_high"] = g.ci_high
             m[f"arms.{arm}.negative_transfer"] = g.verdict == "negative"
             m[f"arms.{arm}.inconclusive"] = g.verdict == "inconclusive"
         for name, v in self.validators.items():
-            m[f"validator.{name}.picked_acc"] = v.picked.mean
-            m[f"validator.{name}.regret"] = v.regret.mean
+            for key, iv in (("picked_acc", v.picked), ("regret", v.regret)):
+                m[f"validator.{name}.{key}"] = iv.mean
+                m[f"validator.{name}.{key}_ci_low"] = iv.low
+                m[f"validator.{name}.{key}_ci_high"] = iv.high
             m[f"validator.{name}.spearman"] = v.spearman
         for who, scores in self.domain.items():
             for k, v in scores.items():
