@@ -76,7 +76,11 @@ def evaluate(cfg: DictConfig) -> dict:
     x, y = tensors(target.splits["test"])
     uri, experiment_id = use_tracking(cfg)
     require_run(index["run_id"], "transfer", uri, paths.index)
-    tags = {**stage_tags(STAGE, "."), "graftlab.transfer_run_id": index["run_id"]}
+    tags = {
+        **stage_tags(STAGE, "."),
+        "graftlab.transfer_run_id": index["run_id"],
+        "graftlab.source_model_id": source.ids["model_id"],  # as the inductive evaluate run
+    }
     with (
         mlflow.start_run(run_name=STAGE, experiment_id=experiment_id, tags=tags) as run_,
         stage_output(paths.evaluate) as out,

@@ -223,6 +223,8 @@ def test_transductive_evaluate_writes_what_dvc_declares_and_ends_like_inductive(
     run = MlflowClient().get_run(run_id)
     assert run.data.tags["graftlab.verdict"] in ("positive", "negative", "inconclusive")
     assert run.data.metrics["gap_closed"] == pytest.approx(headline["gap_closed"])
+    source = SourceModel.load(workspace / "outputs/pretrain/model")
+    assert run.data.tags["graftlab.source_model_id"] == source.ids["model_id"]  # as inductive
     for key in ("arms.mcc.ntg", "validator.im.regret", "validator.snd.picked_acc"):
         for end in (f"{key}_ci_low", f"{key}_ci_high"):  # an interval end MLflow cannot log
             assert end in details  # (null) is left out of the run, never logged as a number
