@@ -1,6 +1,7 @@
 """The transductive setting end to end: no target label reaches tune or transfer, the evaluate
 stage reports methods, validators and domain distances, bad input stops before training."""
 
+import csv
 import json
 import shutil
 from pathlib import Path
@@ -184,6 +185,19 @@ def _declared_outputs(stage: str, cfg) -> list[Path]:
     return found
 
 
+def _plots(cfg) -> list[tuple[str, dict, Path, str]]:
+    """``(title, definition, file, column)`` of every table dvc.yaml's plots read."""
+    found = []
+    for entry in yaml.safe_load((REPO / "dvc.yaml").read_text())["plots"]:
+        if isinstance(entry, dict):
+            ((title, spec),) = entry.items()
+            for path, column in spec["y"].items():
+                for key, value in cfg.paths.items():
+                    path = path.replace(f"${{paths.{key}}}", str(value))
+                found.append((title, spec, Path(path), column))
+    return found
+
+
 @pytest.mark.slow
 def test_transductive_evaluate_writes_what_dvc_declares_and_ends_like_inductive(workspace, capsys):
     cfg = compose(*SMALL, "tune.enabled=false", "transfer.run=[source_only,mcc]")
@@ -197,6 +211,18 @@ def test_transductive_evaluate_writes_what_dvc_declares_and_ends_like_inductive(
     assert Path("outputs/evaluate/details.json") in outs  # what the reviewer's run missed
     for path in outs:
         assert (workspace / path).exists(), f"dvc.yaml declares {path}; evaluate did not write it"
+    for title, spec, path, column in _plots(cfg):  # a missing one fails `dvc plots show`
+        header = (workspace / path).read_text().splitlines()[0].split(",")
+        assert column in header or set(column) <= set(header), (title, path)
+        if (path.name, column) == ("history.csv", "val_acc"):  # the source's accuracy here
+            assert "source val" in spec["y_label"] and not title.lower().startswith("target")
+    # the confusion matrix is the primary arm's (mcc) first seed on the target test split
+    with (workspace / "outputs/evaluate/plots/confusion.csv").open() as f:
+        confusion = list(csv.DictReader(f))
+    summary = json.loads((workspace / "outputs/evaluate/report/summary.json").read_text())
+    assert len(confusion) == len(load_domain(workspace / TARGET).splits["test"].y)
+    hits = sum(r["actual"] == r["predicted"] for r in confusion) / len(confusion)
+    assert hits == pytest.approx(summary["methods"]["mcc"]["values"][0], abs=1e-6)
     headline = json.loads((workspace / "outputs/evaluate/metrics.json").read_text())
     assert list(headline) == [k for k in HEADLINE if k in headline]
     assert {"gap_closed", "chosen.test_acc", "source_only.test_acc", "oracle.test_acc"} <= set(

@@ -305,6 +305,28 @@ def arms_table(ev: TransductiveEvaluation) -> list[dict]:
     ]
 
 
+def plot_tables(
+    ev: TransductiveEvaluation, confusion: list[list[int]], classes: Sequence[str], k: int
+) -> dict[str, list[dict]]:
+    """The tables dvc.yaml's plots read, by file name (DVC has no per-setting plots, and a missing
+    file fails `dvc plots show`): ``arms.csv``; ``confusion.csv``, the primary arm's first seed on
+    the target test split (``confusion``, rows: true class), as inductively; the inductive
+    freeze-depth and label-efficiency curves are not measured here, so their tables hold one
+    point of what this setting trained at (``k`` frozen groups, no target label) and no values:
+    their plots are drawn empty rather than failing or showing another number."""
+    return {
+        "arms.csv": arms_table(ev),
+        "confusion.csv": [
+            {"actual": classes[i], "predicted": classes[j]}
+            for i, row in enumerate(confusion)
+            for j, n in enumerate(row)
+            for _ in range(n)
+        ],
+        "freeze_depth.csv": [{"k": k, "freeze": None, "anb": None, "anb_plus": None}],
+        "label_efficiency.csv": [{"labels_per_class": 0, "transfer": None, "scratch": None}],
+    }
+
+
 def _bars(ax, names: list[str], ivs: list[Interval], offset: float, width: float, **kw) -> None:
     """Bars of interval means with error bars (none where the interval is not finite)."""
     means = [iv.mean for iv in ivs]
