@@ -5,7 +5,8 @@ line, nested MLflow runs), ranks the unsupervised validators against the test la
 candidate (arm x seed x epoch, from the per-epoch predictions the transfer stage recorded without
 labels), and ends like the inductive evaluate: metrics.json (the headline) and details.json,
 report/ (report.md, report.html with its figures inside, PNGs, summary.json) logged to MLflow with
-lineage links, plots/arms.csv, and the verdict and where to look printed last.
+lineage links, plots/*.csv (every table dvc.yaml's plots read), and the verdict and where to look
+printed last.
 """
 
 from __future__ import annotations
@@ -76,7 +77,11 @@ def evaluate(cfg: DictConfig) -> dict:
     x, y = tensors(target.splits["test"])
     uri, experiment_id = use_tracking(cfg)
     require_run(index["run_id"], "transfer", uri, paths.index)
-    tags = {**stage_tags(STAGE, "."), "graftlab.transfer_run_id": index["run_id"]}
+    tags = {
+        **stage_tags(STAGE, "."),
+        "graftlab.transfer_run_id": index["run_id"],
+        "graftlab.source_model_id": source.ids["model_id"],  # as the inductive evaluate run
+    }
     with (
         mlflow.start_run(run_name=STAGE, experiment_id=experiment_id, tags=tags) as run_,
         stage_output(paths.evaluate) as out,
@@ -122,7 +127,10 @@ def evaluate(cfg: DictConfig) -> dict:
         )
         ev.domain = domain_scores(cfg, index["runs"], load, source, source_data, target, factory)
         report.write(ev, out / "report")
-        write_csv(out / "plots" / "arms.csv", report.arms_table(ev))
+        first = next(r for r in scored if r.arm == index["primary"])  # as inductively
+        tables = report.plot_tables(ev, first.confusion, target.classes, first.freeze_groups)
+        for name, rows in tables.items():
+            write_csv(out / "plots" / name, rows)
         metrics = ev.flat_metrics()
         write_json(out / "report" / "mlflow.json", {"run_id": run_.info.run_id})
         write_metrics(out, metrics, report.HEADLINE)  # metrics.json (headline) and details.json

@@ -86,9 +86,8 @@ def make_study(cfg: DictConfig, params: list[Param], weights_id: str, target_sha
         t.storage, journal, heartbeat_interval=t.heartbeat_interval, grace_period=t.grace_period
     )
     sampler, pruner = (build.instantiate(cfg, f"tune.{k}") for k in ("sampler", "pruner"))
-    return describe_study(
-        open_study(study_name(t.study_name, identity), storage, sampler, pruner), identity
-    )
+    study = open_study(study_name(t.study_name, identity), storage, sampler, pruner)
+    return describe_study(study, identity, setting.tune_monitor(cfg).replace("/", "_"))
 
 
 def run(cfg: DictConfig) -> dict:
@@ -146,7 +145,7 @@ def run(cfg: DictConfig) -> dict:
             mlflow.log_artifacts(str(out), artifact_path="tune")
     print(
         f"tune: study {study.study_name}, best trial {best['best_trial']} "
-        f"{setting.tune_monitor(cfg).replace('/', '_')} {best['best_value']:.3f}: "
+        f"{study.metric_names[0]} {best['best_value']:.3f}: "
         f"{short_overrides(best['overrides'])}"
     )
     return metrics

@@ -1,11 +1,13 @@
 """The transductive setting end to end: no target label reaches tune or transfer, the evaluate
 stage reports methods, validators and domain distances, bad input stops before training."""
 
+import csv
 import json
 import shutil
 from pathlib import Path
 
 import numpy as np
+import optuna
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
@@ -14,8 +16,12 @@ from safetensors.numpy import load_file
 from pipeline.data.domain import Domain, Split
 from pipeline.data.store import load_domain, save_domain
 from pipeline.errors import ConfigError, DataError
+from pipeline.report import transductive as report
 from pipeline.report.transductive import HEADLINE
+from pipeline.selection.picks import Candidate
+from pipeline.transfer.source import SourceModel
 from pipeline.transfer.train import TargetTask
+from pipeline.tuning.storage import open_storage
 from stages import _build as build
 from stages import evaluate, transfer, tune
 from tests.conftest import REPO, compose, write_params
@@ -133,6 +139,39 @@ def test_each_method_and_seed_is_a_nested_run_with_an_unlabelled_target_input(wo
         )
 
 
+@pytest.mark.slow
+def test_the_study_names_its_objective_after_what_it_maximises(workspace, monkeypatch, capsys):
+    # transductively a trial returns the validator's score (IM), not an accuracy: the study's
+    # metric, trials.csv's value column and the plots' axis say val_im; inductively val_acc
+    import matplotlib.figure
+
+    labels = {}
+    save = matplotlib.figure.Figure.savefig
+
+    def record(fig, path, *args, **kwargs):
+        labels[Path(path).name] = [ax.get_ylabel() for ax in fig.axes]
+        return save(fig, path, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", record)
+    cfg = compose(*SMALL, "setting.validator=im")
+    write_params(workspace, cfg)
+    tune.run(cfg)
+    assert " val_im " in capsys.readouterr().out
+    header = (workspace / "outputs/tune/trials.csv").read_text().splitlines()[0].split(",")
+    assert header[:2] == ["number", "value_val_im"]
+    assert labels["freeze_groups.png"][0] == labels["history.png"][0] == "val_im"  # y axes
+    study_name = yaml.safe_load((workspace / "outputs/tune/best.yaml").read_text())["study"]
+    storage = open_storage(None, workspace / tune.JOURNAL)
+    assert optuna.load_study(study_name=study_name, storage=storage).metric_names == ["val_im"]
+
+    source = SourceModel.load(workspace / "outputs/pretrain/model")
+    sha = load_domain(workspace / TARGET).card()["sha256"]
+    for overrides, metric in (((), "val_acc"), (("setting.validator=bnm",), "val_bnm")):
+        other = compose(*overrides, *(SMALL if overrides else ()))
+        study = tune.make_study(other, tune.validate(other, 4), source.weights_id, sha)
+        assert study.metric_names == [metric] and study.study_name != study_name
+
+
 def _declared_outputs(stage: str, cfg) -> list[Path]:
     """Every out and metrics file dvc.yaml declares for ``stage``, ``${paths.*}`` resolved."""
     spec = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"][stage]
@@ -143,6 +182,19 @@ def _declared_outputs(stage: str, cfg) -> list[Path]:
             path = path.replace(f"${{paths.{key}}}", str(value))
         assert "${" not in path, path
         found.append(Path(path))
+    return found
+
+
+def _plots(cfg) -> list[tuple[str, dict, Path, str]]:
+    """``(title, definition, file, column)`` of every table dvc.yaml's plots read."""
+    found = []
+    for entry in yaml.safe_load((REPO / "dvc.yaml").read_text())["plots"]:
+        if isinstance(entry, dict):
+            ((title, spec),) = entry.items()
+            for path, column in spec["y"].items():
+                for key, value in cfg.paths.items():
+                    path = path.replace(f"${{paths.{key}}}", str(value))
+                found.append((title, spec, Path(path), column))
     return found
 
 
@@ -159,6 +211,18 @@ def test_transductive_evaluate_writes_what_dvc_declares_and_ends_like_inductive(
     assert Path("outputs/evaluate/details.json") in outs  # what the reviewer's run missed
     for path in outs:
         assert (workspace / path).exists(), f"dvc.yaml declares {path}; evaluate did not write it"
+    for title, spec, path, column in _plots(cfg):  # a missing one fails `dvc plots show`
+        header = (workspace / path).read_text().splitlines()[0].split(",")
+        assert column in header or set(column) <= set(header), (title, path)
+        if (path.name, column) == ("history.csv", "val_acc"):  # the source's accuracy here
+            assert "source val" in spec["y_label"] and not title.lower().startswith("target")
+    # the confusion matrix is the primary arm's (mcc) first seed on the target test split
+    with (workspace / "outputs/evaluate/plots/confusion.csv").open() as f:
+        confusion = list(csv.DictReader(f))
+    summary = json.loads((workspace / "outputs/evaluate/report/summary.json").read_text())
+    assert len(confusion) == len(load_domain(workspace / TARGET).splits["test"].y)
+    hits = sum(r["actual"] == r["predicted"] for r in confusion) / len(confusion)
+    assert hits == pytest.approx(summary["methods"]["mcc"]["values"][0], abs=1e-6)
     headline = json.loads((workspace / "outputs/evaluate/metrics.json").read_text())
     assert list(headline) == [k for k in HEADLINE if k in headline]
     assert {"gap_closed", "chosen.test_acc", "source_only.test_acc", "oracle.test_acc"} <= set(
@@ -185,8 +249,65 @@ def test_transductive_evaluate_writes_what_dvc_declares_and_ends_like_inductive(
     run = MlflowClient().get_run(run_id)
     assert run.data.tags["graftlab.verdict"] in ("positive", "negative", "inconclusive")
     assert run.data.metrics["gap_closed"] == pytest.approx(headline["gap_closed"])
+    source = SourceModel.load(workspace / "outputs/pretrain/model")
+    assert run.data.tags["graftlab.source_model_id"] == source.ids["model_id"]  # as inductive
+    for key in ("arms.mcc.ntg", "validator.im.regret", "validator.snd.picked_acc"):
+        for end in (f"{key}_ci_low", f"{key}_ci_high"):  # an interval end MLflow cannot log
+            assert end in details  # (null) is left out of the run, never logged as a number
+            assert run.data.metrics.get(end) == pytest.approx(details[end])
     artifacts = {a.path for a in MlflowClient().list_artifacts(run_id, "report")}
     assert {"report/report.html", "report/report.md", "report/methods.png"} <= artifacts
+
+
+def _assess(seeds: int):
+    """A planted evaluation: ``bad`` is worse than source only on every seed, ``good`` better;
+    validator ``v`` picks ``bad`` on the even seeds, ``good`` on the odd ones."""
+    acc = {
+        "source_only": [0.70, 0.72, 0.71],
+        "bad": [0.60, 0.65, 0.61],
+        "good": [0.80, 0.84, 0.83],
+        "oracle": [0.95, 0.97, 0.96],
+    }
+    acc = {a: v[:seeds] for a, v in acc.items()}
+    cands = [
+        Candidate(arm, s, 0, {"v": (s % 2 == 0) == (arm == "bad")}, acc[arm][s])
+        for s in range(seeds)
+        for arm in ("source_only", "bad", "good")
+    ]
+    return report.assess(
+        acc,
+        cands,
+        baseline="source_only",
+        oracle="oracle",
+        validator="v",
+        validators=["v"],
+        confidence=0.95,
+    )
+
+
+def test_details_carry_the_intervals_that_decide_the_verdicts():
+    # the NTG interval decides negative transfer / inconclusive, and the regret interval how far
+    # a validator's picks fall short: both beside their means, with the report's values
+    ev = _assess(seeds=3)
+    m = ev.flat_metrics()
+    ntg = ev.ntg["bad"]
+    assert (m["arms.bad.ntg_ci_low"], m["arms.bad.ntg_ci_high"]) == (ntg.ci_low, ntg.ci_high)
+    assert m["arms.bad.ntg_ci_low"] > 0 and m["arms.bad.negative_transfer"] is True
+    assert m["arms.good.ntg_ci_high"] < 0
+    v = ev.validators["v"]
+    for key, iv in (("regret", v.regret), ("picked_acc", v.picked)):
+        assert m[f"validator.v.{key}"] == iv.mean
+        assert (m[f"validator.v.{key}_ci_low"], m[f"validator.v.{key}_ci_high"]) == (
+            iv.low,
+            iv.high,
+        )
+        assert iv.low < iv.mean < iv.high
+    assert f"{100 * v.regret.low:.1f}, {100 * v.regret.high:.1f}]" in report.render(ev)
+    # one seed: no interval, null ends (as the headline's), and still beside the mean
+    one = _assess(seeds=1).flat_metrics()
+    assert one["arms.bad.ntg"] == pytest.approx(0.1)
+    for key in ("arms.bad.ntg", "validator.v.regret", "validator.v.picked_acc"):
+        assert one[f"{key}_ci_low"] is None and one[f"{key}_ci_high"] is None
 
 
 def test_adaptation_arm_without_its_data_or_with_other_classes_fails_before_training(pretrained):

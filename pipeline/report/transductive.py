@@ -114,13 +114,19 @@ class TransductiveEvaluation:
             m[f"arms.{arm}.test_acc"] = acc.mean
             m[f"arms.{arm}.test_acc_ci_low"] = acc.low
             m[f"arms.{arm}.test_acc_ci_high"] = acc.high
+        # interval ends named as the other intervals here (and the inductive transfer_gain_ci_*):
+        # the NTG interval decides each arm's verdict, so `dvc metrics show` can say why
         for arm, g in self.ntg.items():
             m[f"arms.{arm}.ntg"] = g.mean
+            m[f"arms.{arm}.ntg_ci_low"] = g.ci_low
+            m[f"arms.{arm}.ntg_ci_high"] = g.ci_high
             m[f"arms.{arm}.negative_transfer"] = g.verdict == "negative"
             m[f"arms.{arm}.inconclusive"] = g.verdict == "inconclusive"
         for name, v in self.validators.items():
-            m[f"validator.{name}.picked_acc"] = v.picked.mean
-            m[f"validator.{name}.regret"] = v.regret.mean
+            for key, iv in (("picked_acc", v.picked), ("regret", v.regret)):
+                m[f"validator.{name}.{key}"] = iv.mean
+                m[f"validator.{name}.{key}_ci_low"] = iv.low
+                m[f"validator.{name}.{key}_ci_high"] = iv.high
             m[f"validator.{name}.spearman"] = v.spearman
         for who, scores in self.domain.items():
             for k, v in scores.items():
@@ -297,6 +303,28 @@ def arms_table(ev: TransductiveEvaluation) -> list[dict]:
         {"arm": a, "test_acc": iv.mean, "test_acc_low": iv.low, "test_acc_high": iv.high}
         for a, iv in ev.methods.items()
     ]
+
+
+def plot_tables(
+    ev: TransductiveEvaluation, confusion: list[list[int]], classes: Sequence[str], k: int
+) -> dict[str, list[dict]]:
+    """The tables dvc.yaml's plots read, by file name (DVC has no per-setting plots, and a missing
+    file fails `dvc plots show`): ``arms.csv``; ``confusion.csv``, the primary arm's first seed on
+    the target test split (``confusion``, rows: true class), as inductively; the inductive
+    freeze-depth and label-efficiency curves are not measured here, so their tables hold one
+    point of what this setting trained at (``k`` frozen groups, no target label) and no values:
+    their plots are drawn empty rather than failing or showing another number."""
+    return {
+        "arms.csv": arms_table(ev),
+        "confusion.csv": [
+            {"actual": classes[i], "predicted": classes[j]}
+            for i, row in enumerate(confusion)
+            for j, n in enumerate(row)
+            for _ in range(n)
+        ],
+        "freeze_depth.csv": [{"k": k, "freeze": None, "anb": None, "anb_plus": None}],
+        "label_efficiency.csv": [{"labels_per_class": 0, "transfer": None, "scratch": None}],
+    }
 
 
 def _bars(ax, names: list[str], ivs: list[Interval], offset: float, width: float, **kw) -> None:

@@ -21,7 +21,7 @@ from pipeline.progress import bar
 from pipeline.tracking.links import run_page, url
 from pipeline.tuning.study import counts
 
-METRIC = "val_acc"
+METRIC = "val_acc"  # the inductive objective; transductively the validator's (``val_im``)
 
 
 def quiet_optuna() -> None:
@@ -29,12 +29,15 @@ def quiet_optuna() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
-def describe_study(study: optuna.Study, summary: Mapping[str, object]) -> optuna.Study:
-    """Name the objective :data:`METRIC` and record ``summary`` as study user attributes;
-    return the study."""
+def describe_study(
+    study: optuna.Study, summary: Mapping[str, object], metric: str = METRIC
+) -> optuna.Study:
+    """Name the objective ``metric`` (what the trials return: ``val_acc``, or the validator's
+    ``val_im``; trials.csv's value column and the plots' axis take it) and record ``summary`` as
+    study user attributes; return the study."""
     with warnings.catch_warnings():  # experimental since Optuna 3.2, still the only way
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        study.set_metric_names([METRIC])
+        study.set_metric_names([metric])
     for key, value in summary.items():
         if study.user_attrs.get(key) != value:
             study.set_user_attr(key, value)
@@ -51,12 +54,14 @@ def link_trial(trial: optuna.Trial, run_id: str, url: str) -> None:
 
 
 def best_so_far(study: optuna.Study) -> str:
-    """``best val_acc 0.790 (trial 5)``, or an empty string before any trial completed."""
+    """``best val_acc 0.790 (trial 5)`` (the study's metric name), or an empty string before any
+    trial completed."""
     done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     if not done:
         return ""
     best = max(done, key=lambda t: t.value)
-    return f"best {METRIC} {best.value:.3f} (trial {best.number})"
+    metric = (study.metric_names or [METRIC])[0]
+    return f"best {metric} {best.value:.3f} (trial {best.number})"
 
 
 def short_overrides(overrides: Mapping[str, object]) -> str:
