@@ -57,6 +57,21 @@ def decode_entries(folder: Path | str) -> list[Path]:
     return [p for p in Path(folder).glob("*") if p.is_dir()]
 
 
+def dvc_plots(cfg: DictConfig) -> list[tuple[str, dict, Path, str]]:
+    """``(title, definition, file, column)`` of every table dvc.yaml's plots read."""
+    import yaml
+
+    found = []
+    for entry in yaml.safe_load((REPO / "dvc.yaml").read_text())["plots"]:
+        if isinstance(entry, dict):
+            ((title, spec),) = entry.items()
+            for path, column in spec["y"].items():
+                for key, value in cfg.paths.items():
+                    path = path.replace(f"${{paths.{key}}}", str(value))
+                found.append((title, spec, Path(path), column))
+    return found
+
+
 def write_params(folder: Path, cfg: DictConfig) -> None:
     (folder / "params.yaml").write_text(OmegaConf.to_yaml(cfg))
 

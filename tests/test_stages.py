@@ -11,7 +11,7 @@ from mlflow import MlflowClient
 
 from pipeline.errors import CheckpointError, ConfigError, TrainingError
 from stages import evaluate, prepare, pretrain, transfer, tune
-from tests.conftest import compose, write_params
+from tests.conftest import compose, dvc_plots, write_params
 
 
 def _read(path: str) -> dict:
@@ -286,6 +286,14 @@ def test_large_validation_is_an_option_reported_apart_from_the_budget(workspace)
     assert len(summary["large_validation"]["freeze_k"]["values"]) == cfg.transfer.seeds
     report = Path("outputs/evaluate/report/report.md").read_text()
     assert "## With a large validation set" in report
+    # both curves off: their tables are still written (a missing one failed `dvc plots show`),
+    # one point and no values, so their plots are drawn empty
+    for title, _, path, column in dvc_plots(cfg):
+        assert path.exists(), f"{title}: dvc.yaml reads {path}, which evaluate did not write"
+        header = path.read_text().splitlines()[0].split(",")
+        assert column in header or set(column) <= set(header), (title, column)
+    depth = Path("outputs/evaluate/plots/freeze_depth.csv").read_text().splitlines()
+    assert depth == ["k,freeze,anb,anb_plus", "0,,,"]
     assert "1 train + 3 val labels per class" in report.split("\n")[2]  # the verdict's budget
 
 

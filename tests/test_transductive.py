@@ -24,7 +24,7 @@ from pipeline.transfer.train import TargetTask
 from pipeline.tuning.storage import open_storage
 from stages import _build as build
 from stages import evaluate, transfer, tune
-from tests.conftest import REPO, compose, write_params
+from tests.conftest import REPO, compose, dvc_plots, write_params
 
 SMALL = [
     "setting=transductive",
@@ -185,19 +185,6 @@ def _declared_outputs(stage: str, cfg) -> list[Path]:
     return found
 
 
-def _plots(cfg) -> list[tuple[str, dict, Path, str]]:
-    """``(title, definition, file, column)`` of every table dvc.yaml's plots read."""
-    found = []
-    for entry in yaml.safe_load((REPO / "dvc.yaml").read_text())["plots"]:
-        if isinstance(entry, dict):
-            ((title, spec),) = entry.items()
-            for path, column in spec["y"].items():
-                for key, value in cfg.paths.items():
-                    path = path.replace(f"${{paths.{key}}}", str(value))
-                found.append((title, spec, Path(path), column))
-    return found
-
-
 @pytest.mark.slow
 def test_transductive_evaluate_writes_what_dvc_declares_and_ends_like_inductive(workspace, capsys):
     cfg = compose(*SMALL, "tune.enabled=false", "transfer.run=[source_only,mcc]")
@@ -211,7 +198,7 @@ def test_transductive_evaluate_writes_what_dvc_declares_and_ends_like_inductive(
     assert Path("outputs/evaluate/details.json") in outs  # what the reviewer's run missed
     for path in outs:
         assert (workspace / path).exists(), f"dvc.yaml declares {path}; evaluate did not write it"
-    for title, spec, path, column in _plots(cfg):  # a missing one fails `dvc plots show`
+    for title, spec, path, column in dvc_plots(cfg):  # a missing one fails `dvc plots show`
         header = (workspace / path).read_text().splitlines()[0].split(",")
         assert column in header or set(column) <= set(header), (title, path)
         if (path.name, column) == ("history.csv", "val_acc"):  # the source's accuracy here

@@ -38,8 +38,9 @@ def _with_band(row: dict, name: str, values: tuple, confidence: float) -> dict:
 
 
 def plot_tables(ev: Evaluation) -> dict[str, list[dict]]:
-    """The tables `dvc plots show` draws, by file name: means with their interval bounds
-    (empty tables are left out)."""
+    """The tables `dvc plots show` draws, by file name: means with their interval bounds. A curve
+    switched off (``evaluate.curves.*``) is one point with no values, drawn as an empty plot: a
+    table dvc.yaml names and evaluate did not write fails `dvc plots show` for the workspace."""
     c = ev.confidence
     depth = []
     for r in ev.freeze_depth or []:
@@ -61,8 +62,9 @@ def plot_tables(ev: Evaluation) -> dict[str, list[dict]]:
             }
             for n, a in ev.arms.items()
         ],
-        "freeze_depth.csv": depth,
-        "label_efficiency.csv": labels,
+        "freeze_depth.csv": depth or [{"k": 0, "freeze": None, "anb": None, "anb_plus": None}],
+        "label_efficiency.csv": labels
+        or [{"labels_per_class": ev.labels_per_class, "transfer": None, "scratch": None}],
         "confusion.csv": [
             {"actual": ev.classes[i], "predicted": ev.classes[j]}  # the dataset's class names
             for i, row in enumerate(ev.confusion)
