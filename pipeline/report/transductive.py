@@ -279,7 +279,9 @@ def render(ev: TransductiveEvaluation) -> str:
     lines += [
         "",
         "The oracle pick is the candidate with the best *test* accuracy: what selection with "
-        "target labels would get. Higher validator scores are better for every validator.",
+        "target labels would get. Higher validator scores are better for every validator. "
+        "Regret is never negative, so its interval is cut at 0 where the t-interval over seeds "
+        "reaches below (accuracies likewise stay within 0..100%).",
         "",
         f"![Test accuracy of the model each validator picks vs the oracle pick]"
         f"({FIGURES['validators']})",
