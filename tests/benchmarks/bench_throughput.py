@@ -45,17 +45,22 @@ from stages._shell import quiet_libraries
 REPEATS = 5  # interleaved; the best of each is reported (the VM's speed drifts)
 
 
-def plain_loop(x, y, xv, yv, settings: FitSettings) -> float:
-    torch.manual_seed(0)
-    model = small_cnn(10)
+def optimiser(params, settings: FitSettings) -> tuple:
+    """The plain loop's SGD and cosine schedule, shared by the bare LightningModule."""
     opt = torch.optim.SGD(
-        model.parameters(),
+        params,
         lr=settings.backbone_lr,
         momentum=0.9,
         nesterov=True,
         weight_decay=settings.weight_decay,
     )
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, settings.epochs)
+    return opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, settings.epochs)
+
+
+def plain_loop(x, y, xv, yv, settings: FitSettings) -> float:
+    torch.manual_seed(0)
+    model = small_cnn(10)
+    opt, sched = optimiser(model.parameters(), settings)
     batches = Stream(x, y, settings.batch_size, shuffle=True, seed=0)
     t0 = time.perf_counter()
     for _ in range(settings.epochs):
@@ -91,14 +96,8 @@ def bare_lightning(x, y, xv, yv, settings: FitSettings) -> float:
             return (self.model(batch[0]).argmax(1) == batch[1]).float().mean()
 
         def configure_optimizers(self):
-            opt = torch.optim.SGD(
-                self.parameters(),
-                lr=settings.backbone_lr,
-                momentum=0.9,
-                nesterov=True,
-                weight_decay=settings.weight_decay,
-            )
-            return [opt], [torch.optim.lr_scheduler.CosineAnnealingLR(opt, settings.epochs)]
+            opt, sched = optimiser(self.parameters(), settings)
+            return [opt], [sched]
 
     torch.manual_seed(0)
     module = Bare()
