@@ -23,6 +23,7 @@ from pipeline.data.images.decode import DecodeCache
 from pipeline.data.store import ARRAYS, save_domain
 from pipeline.tracking.datasets import log_card_inputs
 from pipeline.tracking.lineage import flatten, stage_tags
+from pipeline.tracking.links import describe
 from stages._data import prepared_domains
 from stages._files import PREPARE_IDS, Layout, write_json
 from stages._shell import run_stage, stage_output, use_tracking
@@ -44,6 +45,7 @@ def run(cfg: DictConfig) -> dict:
     ):
         mlflow.log_params(flatten(params))
         metrics, ids = {}, {"run_id": r.info.run_id, "experiment_id": experiment_id}
+        said = []  # the run's description: it builds on no run, so what it made
         for role, domain in (("source", source), ("target", target)):
             card = save_domain(domain, out / role)
             arrays = paths.domain(role) / ARRAYS  # logged with its final path, not the temp one
@@ -53,6 +55,9 @@ def run(cfg: DictConfig) -> dict:
             ids[f"{role}_sha256"] = card["sha256"]
             for split, info in card["splits"].items():
                 metrics[f"{role}.{split}_size"] = info["size"]
+            sizes = ", ".join(f"{s} {i['size']}" for s, i in card["splits"].items())
+            said.append(f"{role} {domain.name} ({sizes}; {len(domain.classes)} classes)")
+        describe(experiment_id, f"Prepared the {' and the '.join(said)}.", {})
         mlflow.log_metrics(metrics)
         write_json(out / PREPARE_IDS, ids)
     DecodeCache(Path(cfg.paths.decoded)).prune(started)

@@ -88,6 +88,14 @@ def test_pipeline_outputs_and_lineage_from_evaluation_back_to_data(workspace):
     assert train.dataset.digest == card["splits"]["train"]["sha256"][:32]
     assert {t.key: t.value for t in train.tags}["sha256"] == card["splits"]["train"]["sha256"]
     assert "config.yaml" in [a.path for a in client.list_artifacts(pre.info.run_id)]
+    # the prepare run, which builds on no run, says what it made (its description was empty)
+    made = client.get_run(_read("outputs/prepare/mlflow.json")["run_id"])
+    target = _read("outputs/prepare/target/card.json")
+    sizes = [f"{split} {info['size']}" for split, info in card["splits"].items()]
+    assert made.data.tags["mlflow.note.content"].startswith(
+        f"Prepared the source {card['name']} ({', '.join(sizes)}; 10 classes) and the target "
+        f"{target['name']} ("
+    )
     assert pre.data.params["model._target_"] == "pipeline.models.small_cnn.small_cnn"
     # per-epoch metrics from Lightning landed in the same runs
     for key in ("val/acc", "val/loss", "train/loss", "train/acc"):
