@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tempfile
 import time
 
 STAGES = ("prepare", "pretrain", "tune", "transfer", "evaluate")
@@ -52,9 +53,11 @@ def main() -> None:
         )
         code += " & {'lightning', 'optuna', 'mlflow'})"
         print(f"  stages.{stage:<15} {best(lambda c=code: seconds(c)):5.2f} s")
-    argv = ["tune", "tune.enabled=false", "paths.tune=/tmp/graftlab-bench-tune"]
-    probe = f"import sys; sys.argv = {argv}; import stages.tune; stages.tune.main()"
-    print(f"  tune with tune.enabled=false, end to end: {best(lambda: seconds(probe)):5.2f} s")
+    with tempfile.TemporaryDirectory(prefix="graftlab-bench-") as scratch:  # removed after
+        argv = ["tune", "tune.enabled=false", f"paths.tune={scratch}/tune"]
+        probe = f"import sys; sys.argv = {argv}; import stages.tune; stages.tune.main()"
+        took = best(lambda: seconds(probe))
+    print(f"  tune with tune.enabled=false, end to end: {took:5.2f} s")
     noop, last = wall(["dvc", "repro"])
     print(f"no-op dvc repro: {noop:5.2f} s (goal < 2 s)   {' '.join(last)}")
 
