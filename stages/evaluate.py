@@ -57,8 +57,7 @@ def run(cfg: DictConfig) -> dict:
     build.say_kept(best)
     factory, conf, groups = build.model_factory(cfg), cfg.evaluate.confidence, index["num_groups"]
     primary, baseline, task = index["primary"], index["baseline"], build.target_task(cfg, target)
-    seed = build.transfer_seeds(cfg)[0]  # the label budget, checked before any run starts
-    task.labelled_index(seed), task.validation_index(seed)
+    task.check_budget(build.transfer_seeds(cfg)[0])  # before any run starts
     uri, experiment_id = use_tracking(cfg)
     require_run(index["run_id"], "transfer", uri, paths.index)
     tags = {

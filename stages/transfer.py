@@ -52,7 +52,7 @@ def run(cfg: DictConfig) -> dict:
     labels, seeds = task.labels_per_class, build.transfer_seeds(cfg)
     arms = [build.arm(cfg, n, groups, s) for s in seeds for n in names]
     if not setting.transductive(cfg):  # the label budget, checked before any training
-        task.labelled_index(seeds[0]), task.validation_index(seeds[0])
+        task.check_budget(seeds[0])
     for arm in arms[: len(names)]:
         task.check(arm)  # every stream an arm reads is there, before any training
     build.say_kept(best)

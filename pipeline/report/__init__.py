@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pipeline.jsonfile import write_json
 from pipeline.report.summary import Evaluation
+from pipeline.report.tables import confusion_rows, unmeasured_depth, unmeasured_labels
 from pipeline.transfer.curves import band
 
 
@@ -62,14 +63,8 @@ def plot_tables(ev: Evaluation) -> dict[str, list[dict]]:
             }
             for n, a in ev.arms.items()
         ],
-        "freeze_depth.csv": depth or [{"k": 0, "freeze": None, "anb": None, "anb_plus": None}],
-        "label_efficiency.csv": labels
-        or [{"labels_per_class": ev.labels_per_class, "transfer": None, "scratch": None}],
-        "confusion.csv": [
-            {"actual": ev.classes[i], "predicted": ev.classes[j]}  # the dataset's class names
-            for i, row in enumerate(ev.confusion)
-            for j, n in enumerate(row)
-            for _ in range(n)
-        ],
+        "freeze_depth.csv": depth or unmeasured_depth(0),
+        "label_efficiency.csv": labels or unmeasured_labels(ev.labels_per_class),
+        "confusion.csv": confusion_rows(ev.confusion, ev.classes),
     }
     return {name: rows for name, rows in tables.items() if rows}

@@ -18,6 +18,7 @@ from pathlib import Path
 from pipeline.jsonfile import write_json
 from pipeline.metrics.intervals import ACCURACY, Interval
 from pipeline.metrics.ntg import NTGResult, negative_transfer_gap
+from pipeline.report.tables import confusion_rows, unmeasured_depth, unmeasured_labels
 from pipeline.selection.picks import Candidate, ValidatorResult, gap_closed, rank_validators
 
 # What `dvc metrics show` leads with (metrics.json): how much of the source-only-to-oracle gap the
@@ -318,14 +319,9 @@ def plot_tables(
     their plots are drawn empty rather than failing or showing another number."""
     return {
         "arms.csv": arms_table(ev),
-        "confusion.csv": [
-            {"actual": classes[i], "predicted": classes[j]}
-            for i, row in enumerate(confusion)
-            for j, n in enumerate(row)
-            for _ in range(n)
-        ],
-        "freeze_depth.csv": [{"k": k, "freeze": None, "anb": None, "anb_plus": None}],
-        "label_efficiency.csv": [{"labels_per_class": 0, "transfer": None, "scratch": None}],
+        "confusion.csv": confusion_rows(confusion, classes),
+        "freeze_depth.csv": unmeasured_depth(k),
+        "label_efficiency.csv": unmeasured_labels(0),
     }
 
 

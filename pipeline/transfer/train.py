@@ -105,6 +105,13 @@ class TargetTask:
                         f"and this run offers {list(offered)}",
                     )
 
+    def check_budget(self, seed: int) -> None:
+        """Seed ``seed``'s labelled and validation subsets can be drawn (raises
+        :class:`ConfigError` naming ``data.labels_per_class`` / ``data.val_per_class``): what a
+        stage checks before any run starts."""
+        self.labelled_index(seed)
+        self.validation_index(seed)
+
     def monitored(self, seed: int) -> Tensors:
         """The labelled split that ``val/acc`` is measured on: seed ``seed``'s target validation
         budget, or the source's validation split when the target's labels are hidden."""

@@ -53,6 +53,19 @@ def link_trial(trial: optuna.Trial, run_id: str, url: str) -> None:
         save_note(trial, f"MLflow run: [{run_id}]({url})")
 
 
+def metric_name(study: optuna.Study) -> str:
+    """The name :func:`describe_study` gave the objective (:data:`METRIC` if it gave none)."""
+    return (study.metric_names or [METRIC])[0]
+
+
+def settings_text(values: Mapping[str, object]) -> str:
+    """``transfer.freeze_groups=1, transfer.head_lr=0.02392``: full keys, 4 significant digits
+    (run descriptions; the console's shorter form is :func:`short_overrides`)."""
+    return ", ".join(
+        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items()
+    )
+
+
 def best_so_far(study: optuna.Study) -> str:
     """``best val_acc 0.790 (trial 5)`` (the study's metric name), or an empty string before any
     trial completed."""
@@ -60,8 +73,7 @@ def best_so_far(study: optuna.Study) -> str:
     if not done:
         return ""
     best = max(done, key=lambda t: t.value)
-    metric = (study.metric_names or [METRIC])[0]
-    return f"best {metric} {best.value:.3f} (trial {best.number})"
+    return f"best {metric_name(study)} {best.value:.3f} (trial {best.number})"
 
 
 def short_overrides(overrides: Mapping[str, object]) -> str:

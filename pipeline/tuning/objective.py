@@ -54,15 +54,14 @@ def trial_objective(
     from optuna_integration import PyTorchLightningPruningCallback
 
     from pipeline.tracking.links import DESCRIPTION_TAG, description
+    from pipeline.tuning.display import settings_text
 
     def objective(trial: Any) -> float:
         values = {p.key: p.suggest(trial) for p in params}
         parent = mlflow.active_run()
         text = (
             f"Trial {trial.number} of Optuna study {run_tags.get('optuna.study')}: "
-            + ", ".join(
-                f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items()
-            )
+            + settings_text(values)
             + f"; scored on {monitor} at each fit's kept epoch, the mean over seeds {list(seeds)}"
         )
         links = {

@@ -58,20 +58,17 @@ def describe_study_run(study: optuna.Study, best: dict) -> None:
     import mlflow
 
     from pipeline.tracking.links import describe
+    from pipeline.tuning.display import metric_name, settings_text
 
     active = mlflow.active_run()
     if active is None:
         return
     tags = mlflow.get_run(active.info.run_id).data.tags
     c = counts(study)
-    metric = study.metric_names[0] if study.metric_names else "value"
-    chosen = ", ".join(
-        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in best["overrides"].items()
-    )
     text = (
         f"Optuna study {study.study_name}: {len(study.trials)} trials ({c['COMPLETE']} complete, "
-        f"{c['PRUNED']} pruned, {c['FAIL']} failed); best trial {best['best_trial']}, {metric} "
-        f"{best['best_value']:.4g}: {chosen}."
+        f"{c['PRUNED']} pruned, {c['FAIL']} failed); best trial {best['best_trial']}, "
+        f"{metric_name(study)} {best['best_value']:.4g}: {settings_text(best['overrides'])}."
     )
     links = {
         "source model": ("model", tags.get("graftlab.source_model_id")),
